@@ -1,0 +1,24 @@
+"""Test configuration: never touch the network, never touch the user's caches."""
+
+import os
+
+# Must be set before huggingface_hub is imported anywhere (it reads them once, at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.pop("ZOO_MIRROR", None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    """Every test gets empty medzoo and Hugging Face caches of its own."""
+    root = tmp_path_factory.mktemp("caches")
+    monkeypatch.setenv("ZOO_CACHE", str(root / "zoo"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(root / "hf"))
+    monkeypatch.delenv("ZOO_MIRROR", raising=False)
+    yield

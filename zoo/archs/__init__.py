@@ -1,0 +1,42 @@
+"""Network architectures, built by name from registry ``arch_kwargs``.
+
+Every builder takes keyword arguments only and accepts ``in_channels`` and ``num_classes``; the
+remaining arguments come from the registry entry (or an nnU-Net plan). Modules are imported on demand so
+that ``import zoo`` does not pay for architectures it does not use.
+
+| name                    | class                                           | upstream layout                  |
+|-------------------------|-------------------------------------------------|----------------------------------|
+| ``genesis_unet3d``      | :class:`zoo.archs.genesis_unet3d.UNet3D`        | Models Genesis ``pytorch/unet3d``|
+| ``med3d_resnet``        | :class:`zoo.archs.med3d_resnet.Med3DResNet`     | Tencent/MedicalNet ResNet 10-200 |
+| ``plain_conv_unet``     | :class:`zoo.archs.nnunet_unet.PlainConvUNet`    | dynamic-network-architectures    |
+| ``residual_encoder_unet``| :class:`zoo.archs.nnunet_unet.ResidualEncoderUNet` | dynamic-network-architectures |
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from torch import nn
+
+#: architecture name -> "module:callable"; the callable takes keyword arguments and returns an nn.Module
+ARCHITECTURES: dict[str, str] = {
+    "genesis_unet3d": "zoo.archs.genesis_unet3d:build_unet3d",
+    "med3d_resnet": "zoo.archs.med3d_resnet:build_med3d_resnet",
+    "plain_conv_unet": "zoo.archs.nnunet_unet:build_plain_conv_unet",
+    "residual_encoder_unet": "zoo.archs.nnunet_unet:build_residual_encoder_unet",
+}
+
+
+def get_builder(name: str) -> Callable[..., nn.Module]:
+    try:
+        target = ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}") from None
+    module_name, attr = target.split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def build_architecture(name: str, **kwargs: Any) -> nn.Module:
+    """Build architecture ``name`` with ``kwargs`` (must include whatever the builder requires)."""
+    return get_builder(name)(**kwargs)
