@@ -228,7 +228,8 @@ def list_models(
 ) -> list[str]:
     """Names of registered models, naturally sorted (``resnet10`` before ``resnet101``).
 
-    ``pattern`` takes shell wildcards (``'med3d-*'``) or a list of them. ``modality`` ('CT', 'MR'),
+    ``pattern`` takes shell wildcards (``'med3d-*'``) or a list of them. ``modality`` ('CT', 'MR'; an entry
+    pretrained on both, 'CT+MR', matches either),
     ``architecture`` (builder name, wildcards allowed) and ``tag`` filter; ``pretrained=True`` keeps only
     entries whose weights can be downloaded, ``False`` only those without.
     """
@@ -238,7 +239,7 @@ def list_models(
     for name, entry in _REGISTRY.items():
         if not any(fnmatch.fnmatchcase(name, p) for p in patterns):
             continue
-        if modality is not None and entry.input.modality.lower() != modality.lower():
+        if modality is not None and modality.lower() not in entry.input.modality.lower().split("+"):
             continue
         if architecture is not None and not fnmatch.fnmatchcase(entry.architecture, architecture):
             continue

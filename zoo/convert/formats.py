@@ -1,0 +1,94 @@
+"""Unwrap each upstream checkpoint format into a flat state dict in medzoo's key layout.
+
+| format            | wrapper key                | prefix stripped         | key mapping                 |
+|-------------------|----------------------------|-------------------------|-----------------------------|
+| ``genesis-unet3d``| ``state_dict``             | ``module.``             | none                        |
+| ``medicalnet``    | ``state_dict``             | ``module.``             | none                        |
+| ``nnunet-v1``     | ``state_dict``             | ``module.`` if present  | v1 -> v2 (:mod:`.nnunet_v1`)|
+| ``suprem-unet``   | ``net``                    | ``module.backbone.``    | other keys and ``out_tr`` dropped |
+| ``safetensors``   | none                       | ``module.``/``_orig_mod.``| none                      |
+
+Optimizer state, epochs and any other non-weight entries are dropped; what was dropped is returned so that
+the conversion metadata can list it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch import Tensor
+
+from ..errors import CheckpointFormatError
+from ..state_dict import strip_prefix, strip_wrappers
+from .nnunet_v1 import convert_nnunet_v1, is_nnunet_v1
+from .safe_load import load_legacy_checkpoint
+
+_WRAPPER_KEYS = ("state_dict", "net", "model", "network_weights", "model_state_dict", "state_dict_ema")
+
+
+@dataclass
+class Unwrapped:
+    """A flat state dict plus what the conversion left out (top-level entries and dropped keys)."""
+
+    state_dict: "OrderedDict[str, Tensor]"
+    dropped_entries: list[str] = field(default_factory=list)
+    dropped_keys: list[str] = field(default_factory=list)
+
+
+def _tensor_dict(obj: Mapping[str, Any], where: str) -> "OrderedDict[str, Tensor]":
+    from torch import Tensor as _T
+
+    bad = [k for k, v in obj.items() if not isinstance(v, _T)]
+    if bad:
+        raise CheckpointFormatError(f"{where}: entries that are not tensors: {bad[:5]}")
+    return OrderedDict(obj)
+
+
+def _unwrap(obj: Any, preferred: str, path: str) -> tuple["OrderedDict[str, Tensor]", list[str]]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointFormatError(f"{path}: expected a dict, found {type(obj).__name__}")
+    if preferred in obj and isinstance(obj[preferred], Mapping):
+        dropped = [k for k in obj if k != preferred]
+        return _tensor_dict(obj[preferred], f"{path}['{preferred}']"), dropped
+    for key in _WRAPPER_KEYS:
+        if key in obj and isinstance(obj[key], Mapping):
+            dropped = [k for k in obj if k != key]
+            return _tensor_dict(obj[key], f"{path}['{key}']"), dropped
+    return _tensor_dict(obj, path), []
+
+
+def unwrap_checkpoint(path: str | os.PathLike, fmt: str) -> Unwrapped:
+    """Read ``path`` (legacy pickle or safetensors) and return its weights in medzoo's layout for ``fmt``."""
+    path = Path(path)
+    if fmt == "safetensors" or path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return Unwrapped(strip_wrappers(load_file(str(path))))
+        except Exception as err:  # safetensors raises its own SafetensorError
+            raise CheckpointFormatError(f"{path} is not a valid safetensors file: {err}") from None
+    obj = load_legacy_checkpoint(path)
+    if fmt in ("genesis-unet3d", "medicalnet"):
+        sd, dropped = _unwrap(obj, "state_dict", str(path))
+        return Unwrapped(strip_wrappers(sd), dropped)
+    if fmt == "nnunet-v1":
+        sd, dropped = _unwrap(obj, "state_dict", str(path))
+        sd = strip_wrappers(sd)
+        if not is_nnunet_v1(sd):
+            raise CheckpointFormatError(f"{path} has no nnU-Net v1 keys (conv_blocks_context.*)")
+        return Unwrapped(convert_nnunet_v1(sd), dropped)
+    if fmt == "suprem-unet":
+        sd, dropped = _unwrap(obj, "net", str(path))
+        prefix = "module.backbone."
+        # the universal model's own head replaces the UNet3D head: drop out_tr like SuPreM's loader does
+        keep = [k for k in sd if k.startswith(prefix) and not k.startswith(prefix + "out_tr.")]
+        if not keep:
+            raise CheckpointFormatError(f"{path} has no '{prefix}*' keys; is it a SuPreM U-Net checkpoint?")
+        backbone = OrderedDict((k, sd[k]) for k in keep)
+        others = [k for k in sd if k not in backbone]
+        return Unwrapped(strip_prefix(backbone, prefix), dropped, others)
+    raise CheckpointFormatError(f"no converter for checkpoint format {fmt!r}")

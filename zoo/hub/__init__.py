@@ -1,0 +1,1 @@
+"""Obtaining checkpoint files: cache locations, integrity checks, Hub downloads and local mirrors."""
