@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
+import sys
 import subprocess
 
 import pytest
@@ -88,7 +90,8 @@ def test_convert_rejects_foreign_file_and_writes_nothing(tmp_path, capsys):
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("zoo")
+    beside = Path(sys.executable).with_name("zoo")
+    exe = str(beside) if beside.exists() else shutil.which("zoo")
     if exe is None:
         pytest.skip("the zoo console script is not on PATH (package not installed)")
     out = subprocess.run([exe, "info", "med3d-resnet34"], capture_output=True, text=True)

@@ -148,7 +148,7 @@ def test_genesis_nnunet_v1_is_converted_to_v2_layout(tmp_path):
     dna = PlainConvUNet(input_channels=1, num_classes=2, deep_supervision=False,
                         **resolve_arch_kwargs(entry.build_kwargs()))
     dna.load_state_dict(sd, strict=True)
-    x = torch.randn(1, 1, 16, 32, 32)
+    x = torch.randn(1, 1, 32, 64, 64)  # total strides (16, 32, 32): bottleneck 2x2x2
     model.eval(), dna.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x), dna(x))

@@ -24,7 +24,7 @@ def sha256(path: Path) -> str:
 
 
 def _optimizer_state(sd: dict) -> dict:
-    params = [torch.nn.Parameter(v.float()) for v in list(sd.values())[:4] if v.is_floating_point()]
+    params = [torch.nn.Parameter(v.detach().clone().float()) for v in list(sd.values())[:4] if v.is_floating_point()]
     opt = torch.optim.SGD(params, lr=1.0, momentum=0.9)
     for p in params:
         p.grad = torch.ones_like(p)

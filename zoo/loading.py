@@ -77,8 +77,7 @@ def _builder_kwargs(entry: ModelEntry, in_channels: int, num_classes: int | None
     kwargs = entry.build_kwargs()
     kwargs.update(overrides)
     kwargs["in_channels"] = in_channels
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
+    kwargs["num_classes"] = num_classes  # None: a head-less backbone
     return kwargs
 
 
