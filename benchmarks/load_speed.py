@@ -28,11 +28,14 @@ import textwrap
 from pathlib import Path
 
 CHILD_PRELUDE = """
-import json, os, resource, sys, time
+import json, os, sys, time
 def rss_mb():
     return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM belongs to this process image; ru_maxrss would carry over the forking parent's peak across exec
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
 """
 
 MONAI_PATH = """
@@ -126,8 +129,8 @@ def main() -> None:
         env = {"UPSTREAM": str(upstream), "ZOO_BENCH_CACHE": str(cache), "CONVERTED": str(converted),
                "HF_HUB_OFFLINE": "1"}
         a = median_of(MONAI_PATH, env, args.repeats) if args.depth == 152 else None
-        b = median_of(ZOO_PATH.format(depth=args.depth), env, args.repeats)
-        c = median_of(FLOOR_PATH.format(depth=args.depth), env, args.repeats)
+        b = median_of(ZOO_PATH.replace("{depth}", str(args.depth)), env, args.repeats)
+        c = median_of(FLOOR_PATH.replace("{depth}", str(args.depth)), env, args.repeats)
     t_torch = import_time("import torch", 5)
     t_zoo = import_time("import torch, zoo", 5)
 

@@ -12,7 +12,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -107,7 +107,9 @@ def resolve_weights(
 
     Downloads and converts on first use; later calls return the cached conversion without network access.
     """
-    reference = meta_device_model(lambda: build_model(entry))
+    def reference() -> nn.Module:
+        return meta_device_model(lambda: build_model(entry))
+
     if checkpoint is not None:
         return _user_checkpoint(entry, Path(checkpoint), checkpoint_format, reference, cache_dir, verify, progress)
     src = entry.source
@@ -148,7 +150,7 @@ def _user_checkpoint(
     entry: ModelEntry,
     path: Path,
     fmt: str | None,
-    reference: nn.Module,
+    reference: Callable[[], nn.Module],
     cache_dir: str | os.PathLike | None,
     verify: Any,
     progress: bool,

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import on_meta_device
+
 __all__ = ["BasicBlock", "Bottleneck", "Med3DResNet", "build_med3d_resnet", "DEPTHS"]
 
 
@@ -210,7 +212,8 @@ class Med3DResNet(nn.Module):
                 nn.ReLU(inplace=True),
                 nn.Conv3d(32, num_classes, kernel_size=1, bias=False),
             )
-        self.initialize(self)
+        if not on_meta_device(self):
+            self.initialize(self)
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
         block = self.block

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
+from . import on_meta_device
 from .nnunet_blocks import (
     BasicBlockD,
     PlainConvEncoder,
@@ -139,7 +140,8 @@ def _build(cls: type, in_channels: int, num_classes: int, deep_supervision: bool
                   **resolve_arch_kwargs(arch_kwargs))
     except TypeError as exc:
         raise ValueError(f"{cls.__name__}: bad plan arch_kwargs ({exc})") from None
-    net.apply(net.initialize)
+    if not on_meta_device(net):
+        net.apply(net.initialize)
     return net
 
 

@@ -170,12 +170,16 @@ def convert_into_cache(
     *,
     entry: ModelEntry,
     fmt: str,
-    reference: nn.Module,
+    reference: nn.Module | Callable[[], nn.Module],
     provenance: Mapping[str, Any],
     verify: VerifyMode = "auto",
     progress: bool = True,
 ) -> ConvertedCheckpoint:
-    """Convert ``upstream`` (format ``fmt``) into ``directory`` under a lock, unless already there."""
+    """Convert ``upstream`` (format ``fmt``) into ``directory`` under a lock, unless already there.
+
+    ``reference`` is the target network (meta device is fine) or a callable building it; a callable is only
+    called when a conversion actually happens.
+    """
     with file_lock(directory):
         cached = check_cached(directory, verify)
         if cached is not None:
@@ -194,6 +198,8 @@ def convert_into_cache(
         try:
             unwrapped = unwrap_checkpoint(upstream, fmt)
             step("unpickled")
+            if not isinstance(reference, nn.Module):
+                reference = reference()
             sd = validate_against(unwrapped.state_dict, reference, entry)
             sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
             step("validated")
