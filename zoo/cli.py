@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .safetensors path")
     p.add_argument("--model", help="registry name the file belongs to (detected from its keys if omitted)")
     p.add_argument("--format", help="upstream format (default: the model's)")
+    from .cli_cards import add_subcommands as add_card_commands
+
+    add_card_commands(sub)
     return parser
 
 

@@ -1,0 +1,429 @@
+"""Hand-written prose of the model cards, one :class:`Family` per model family.
+
+Facts about an entry (architecture, input contract, checkpoint source, licence, pretraining, paper) come from
+the registry and are rendered by :mod:`zoo.cards.render`; this module holds only what the registry does not:
+a summary in words, the results reported by the original papers **with their source** (numbers from
+``reference/published-results.md``; none of them was reproduced by medzoo), limitations and licence notes.
+
+A family matches entries by shell wildcards on the name; an entry no family matches gets :data:`GENERIC`, so
+new registry entries get a valid card without touching this file. ``Result`` rows become the card's
+``model-index`` only for the entries whose *own* weights produced the number (``models`` patterns); numbers
+about other weights of the same paper appear in the prose tables only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..registry import ModelEntry
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """One published number, for ``model-index`` (huggingface_hub ``EvalResult`` fields)."""
+
+    models: tuple[str, ...]
+    task_type: str
+    task_name: str
+    dataset_name: str
+    dataset_type: str
+    metric_type: str
+    metric_name: str
+    value: float
+    source: Source
+    split: str | None = None
+
+    def applies_to(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.models)
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str
+    patterns: tuple[str, ...]
+    summary: str
+    results_md: Callable[[ModelEntry], str] | str = ""
+    results: tuple[Result, ...] = ()
+    limitations: Callable[[ModelEntry], tuple[str, ...]] | tuple[str, ...] = ()
+    licence_notes: tuple[str, ...] = ()
+    pipeline_tag: str | None = None
+    nnunet_note: str = ""
+    extra_tags: tuple[str, ...] = field(default=())
+
+    def matches(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+    def limitations_for(self, entry: ModelEntry) -> tuple[str, ...]:
+        return tuple(self.limitations(entry) if callable(self.limitations) else self.limitations)
+
+    def results_text(self, entry: ModelEntry) -> str:
+        text = self.results_md(entry) if callable(self.results_md) else self.results_md
+        return text.strip()
+
+
+#: limitations every card states
+COMMON_LIMITATIONS = (
+    "Research use only: not a medical device, not validated for diagnosis or treatment decisions.",
+    "The numbers under *Results* were reported by the original authors for their own pipelines and splits; "
+    "medzoo did not reproduce them. Expect different numbers with other preprocessing, patch sizes or "
+    "training schedules.",
+    "Transfer works best when the target data are prepared like the pretraining data (see *Input*): a "
+    "different intensity normalisation, axis order or voxel spacing silently weakens the pretrained features.",
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# Models Genesis
+# --------------------------------------------------------------------------------------------------------------
+
+BAJPAI = Source(
+    "Bajpai, Pre-trained Models for nnUNet, MS thesis, Arizona State University, 2021",
+    "https://github.com/MrGiovanni/ModelsGenesis/tree/master/competition",
+)
+GENESIS_SRC = Source(
+    "Zhou et al., Models Genesis, Medical Image Analysis 67:101840, 2021 (MICCAI 2019)",
+    "https://arxiv.org/abs/1908.06912",
+)
+
+_GENESIS_NNUNET = ("genesis-chest-ct-nnunet-lung",)
+
+
+def _nnunet_result(task: str, dataset: str, dtype: str, metric: str, value: float, split: str) -> Result:
+    return Result(_GENESIS_NNUNET, "image-segmentation", task, dataset, dtype, "dice", metric, value, BAJPAI, split)
+
+
+GENESIS_NNUNET_RESULTS = (
+    _nnunet_result("Liver segmentation (fine-tuned in nnU-Net)", "MSD Task03 Liver", "msd-task03-liver",
+                   "Dice liver (%)", 95.72, "test (MSD leaderboard)"),
+    _nnunet_result("Liver tumour segmentation (fine-tuned in nnU-Net)", "MSD Task03 Liver", "msd-task03-liver",
+                   "Dice liver tumour (%)", 77.50, "test (MSD leaderboard)"),
+    _nnunet_result("Liver segmentation (fine-tuned in nnU-Net)", "MSD Task03 Liver", "msd-task03-liver",
+                   "Dice liver (%)", 96.19, "validation"),
+    _nnunet_result("Liver tumour segmentation (fine-tuned in nnU-Net)", "MSD Task03 Liver", "msd-task03-liver",
+                   "Dice liver tumour (%)", 65.52, "validation"),
+    _nnunet_result("Lung tumour segmentation (fine-tuned in nnU-Net)", "MSD Task06 Lung", "msd-task06-lung",
+                   "Dice lung tumour (%)", 74.54, "test (MSD leaderboard)"),
+    _nnunet_result("Lung tumour segmentation (fine-tuned in nnU-Net)", "MSD Task06 Lung", "msd-task06-lung",
+                   "Dice lung tumour (%)", 71.8, "validation"),
+)
+
+GENESIS_NNUNET_TABLE = f"""
+Fine-tuned in nnU-Net v1 with nnU-Net's default target-task settings, all layers but the last transferred
+(source: {BAJPAI.name}). Dice in %.
+
+| Task (MSD) | Split | nnU-Net from scratch | nnU-Net + Models Genesis |
+|---|---|---|---|
+| Liver / liver tumour | validation | 96.19 / 63.37 | 96.19 / 65.52 |
+| Liver / liver tumour | test (leaderboard) | 95.75 (rank 1) / 75.97 (rank 5) | 95.72 (rank 2) / 77.50 (rank 1) |
+| Lung tumour | validation | 69.5 ± 1.13 | 71.8 ± 1.4 |
+| Lung tumour | test (leaderboard) | 73.97 (rank 5) | 74.54 (rank 3) |
+
+On Pancreas, Spleen, Colon, Prostate, Brain tumour, Hippocampus and Heart the thesis found about the same as
+from scratch, because the layers that differ between those plans and the lung plan (first-layer kernel, depth,
+4 MR input channels) were not transferred. medzoo's `zoo export-nnunet` transfers stage by stage into other
+plans; that extension has no published numbers.
+"""
+
+GENESIS_PAPER_TABLE = f"""
+Target tasks of the paper, fine-tuned from different initialisations (source: {GENESIS_SRC.name}). NCC: lung
+nodule false-positive reduction (AUC), NCS: lung nodule segmentation (IoU), ECC: pulmonary embolism
+false-positive reduction (AUC), LCS: liver segmentation (IoU), BMS: brain tumour segmentation (IoU); all in %.
+
+| Initialisation | NCC | NCS | ECC | LCS | BMS |
+|---|---|---|---|---|---|
+| Random, MSRA init | 96.03 ± 1.82 | 76.44 ± 0.45 | 78.24 ± 3.60 | 79.76 ± 5.43 | 63.00 ± 1.73 |
+| I3D (Kinetics) | 98.26 ± 0.27 | 71.31 ± 0.37 | 80.55 ± 1.11 | 69.82 ± 4.95 | 67.83 ± 0.75 |
+| NiftyNet | 94.14 ± 4.57 | 52.98 ± 2.05 | 77.33 ± 8.05 | 83.23 ± 1.05 | 60.78 ± 1.60 |
+| MedicalNet | 95.80 ± 0.49 | 75.68 ± 0.32 | 86.43 ± 1.44 | 85.52 ± 0.58 | 66.09 ± 1.35 |
+| **Genesis Chest CT** | **98.34 ± 0.44** | **77.62 ± 0.64** | **87.20 ± 2.87** | 85.10 ± 2.15 | **67.96 ± 1.29** |
+
+The authors also report that Genesis Chest CT needs at least 30% less annotation for the same performance, and
+that 3D inputs beat 2D and 2.5D ones.
+"""
+
+
+def _genesis_result(task: str, dtype: str, metric_type: str, metric: str, value: float) -> Result:
+    task_type = "image-classification" if metric_type == "auc" else "image-segmentation"
+    return Result(("genesis-chest-ct",), task_type, task, f"Models Genesis target task {dtype.upper()}",
+                  f"models-genesis-{dtype}", metric_type, metric, value, GENESIS_SRC)
+
+
+GENESIS_RESULTS = (
+    _genesis_result("Lung nodule false-positive reduction", "ncc", "auc", "AUC (%)", 98.34),
+    _genesis_result("Lung nodule segmentation", "ncs", "iou", "IoU (%)", 77.62),
+    _genesis_result("Pulmonary embolism false-positive reduction", "ecc", "auc", "AUC (%)", 87.20),
+    _genesis_result("Liver segmentation", "lcs", "iou", "IoU (%)", 85.10),
+    _genesis_result("Brain tumour segmentation", "bms", "iou", "IoU (%)", 67.96),
+)
+
+
+def _genesis_results_md(entry: ModelEntry) -> str:
+    if entry.name in _GENESIS_NNUNET:
+        return GENESIS_NNUNET_TABLE + "\nFor reference, the UNet3D of the same paper:\n" + GENESIS_PAPER_TABLE
+    if entry.name == "genesis-chest-ct":
+        return GENESIS_PAPER_TABLE
+    return (
+        "No published results for these weights. For comparison, the original Models Genesis weights:\n"
+        + GENESIS_PAPER_TABLE
+    )
+
+
+def _genesis_limitations(entry: ModelEntry) -> tuple[str, ...]:
+    items = [
+        "Pretrained on chest CT only (LUNA16, native spacing, no resampling); transfer to MR or other body parts "
+        "worked in the paper but is weaker than in-domain.",
+        "Pretraining cubes were read with SimpleITK and transposed to (x, y, z), z last: the opposite of the "
+        "(z, y, x) order of nnU-Net and MONAI. Permute your volumes (or the kernels) accordingly.",
+    ]
+    if entry.architecture == "genesis_unet3d":
+        items.append(
+            "The upstream UNet3D normalises with batch statistics even in `eval()` mode (`ContBatchNorm3d`); "
+            "results at batch size 1 differ from those of a standard BatchNorm network."
+        )
+    if entry.architecture == "plain_conv_unet":
+        items.append(
+            "Converted from nnU-Net v1 (Generic_UNet) to the v2 PlainConvUNet layout; v2's transposed-convolution "
+            "and segmentation-head biases, absent in v1, are zero, which reproduces v1's outputs."
+        )
+    return tuple(items)
+
+
+GENESIS_LICENCE_NOTES = (
+    "Licence of record: the ASU licence of the Models Genesis repository (Arizona Board of Regents, patent "
+    "pending, Tech ID M19-252LC), granted solely for academic and other non-commercial research and revocable. "
+    "Commercial use needs a written agreement with ASU.",
+    "Redistribution is allowed only for non-commercial purposes, with the licence text, modified files marked "
+    "and the changes described in a NOTICE file, and every attribution kept. medzoo therefore never re-hosts "
+    "these weights: it downloads the official file at run time and converts it in your local cache.",
+)
+
+GENESIS_FAMILY = Family(
+    key="genesis",
+    patterns=("genesis-chest-ct", "genesis-chest-ct-*"),
+    summary=(
+        "Models Genesis learn general-purpose 3D features without labels: sub-volumes of chest CT are damaged "
+        "(non-linear intensity transforms, local voxel shuffling, in- and out-painting) and the network learns "
+        "to restore them. The result is a generic initialisation for 3D segmentation and classification that "
+        "beat training from scratch and 3D networks pretrained on natural videos in the paper."
+    ),
+    results_md=_genesis_results_md,
+    results=GENESIS_NNUNET_RESULTS + GENESIS_RESULTS,
+    limitations=_genesis_limitations,
+    licence_notes=GENESIS_LICENCE_NOTES,
+)
+
+GENESIS_DEMO = Family(
+    key="genesis-demo",
+    patterns=("genesis-ct-demo", "*-demo"),
+    summary=(
+        "A small network pretrained by medzoo itself with the Models Genesis restoration task on a handful of "
+        "public CT volumes, shipped inside the package so that examples, tests and `zoo demo` run offline. It "
+        "shows the whole workflow (load, adapt to an nnU-Net plan, export); it is not meant for research results."
+    ),
+    results_md=(
+        "No published results: these weights were trained at demonstration scale. For what full-scale Models "
+        "Genesis pretraining achieves, see the cards of `genesis-chest-ct` and `genesis-chest-ct-nnunet-lung`."
+    ),
+    limitations=(
+        "Demonstration scale: few volumes and short training. Do not expect the transfer gains of the published "
+        "Models Genesis weights.",
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# MedicalNet / Med3D
+# --------------------------------------------------------------------------------------------------------------
+
+MED3D_SRC = Source("Chen, Ma, Zheng, Med3D: Transfer Learning for 3D Medical Image Analysis, arXiv:1904.00625, 2019",
+               "https://arxiv.org/abs/1904.00625")
+
+#: depth -> (Med3D segmentation Dice, Med3D classification accuracy) from the paper's transfer table
+MED3D_TRANSFER = {10: (87.16, 86.87), 18: (87.26, 88.89), 34: (89.31, 89.90), 50: (93.31, 89.90),
+                  101: (92.79, 90.91), 152: (92.33, 90.91), 200: (92.06, 90.91)}
+
+
+def _med3d_results() -> tuple[Result, ...]:
+    rows = []
+    for depth, (dice, acc) in MED3D_TRANSFER.items():
+        models = (f"med3d-resnet{depth}",)
+        rows.append(Result(models, "image-segmentation", "Lung segmentation (fine-tuned)", "Visceral lung CT",
+                           "visceral-lung", "dice", "Dice (%)", dice, MED3D_SRC))
+        rows.append(Result(models, "image-classification", "Lung nodule malignancy classification (fine-tuned)",
+                           "LIDC-IDRI nodules", "lidc-idri", "accuracy", "Accuracy (%)", acc, MED3D_SRC))
+    rows.append(Result(("med3d-resnet152",), "image-segmentation",
+                       "Liver segmentation (ResNet-152 + DenseASPP, two-stage)", "LiTS liver", "lits",
+                       "dice", "Dice (%)", 94.6, MED3D_SRC))
+    return tuple(rows)
+
+
+MED3D_TABLE = f"""
+Transfer of the 3DSeg-8 weights to lung segmentation (Visceral, Dice %) and lung nodule malignancy
+classification (LIDC, accuracy %), against training from scratch and Kinetics video pretraining (source:
+{MED3D_SRC.name}).
+
+| Backbone | Scratch Seg / Cls | Kinetics Seg / Cls | Med3D Seg / Cls |
+|---|---|---|---|
+| ResNet-10 | 71.30 / 79.80 | – | 87.16 / 86.87 |
+| ResNet-18 | 75.22 / 80.80 | 83.21 / 82.83 | 87.26 / 88.89 |
+| ResNet-34 | 76.82 / 83.84 | 85.82 / 83.84 | 89.31 / 89.90 |
+| ResNet-50 | 71.75 / 84.85 | 87.11 / 74.75 | 93.31 / 89.90 |
+| ResNet-101 | 72.10 / 81.82 | 88.32 / 74.75 | 92.79 / 90.91 |
+| ResNet-152 | 73.29 / 73.74 | 88.61 / 75.76 | 92.33 / 90.91 |
+| ResNet-200 | 71.29 / 76.77 | – | 92.06 / 90.91 |
+
+LiTS liver segmentation with ResNet-152 + DenseASPP (two-stage, no post-processing): Dice 94.6 and ASSD 1.9
+with Med3D weights, 89.6 / 5.0 with Kinetics, 66.0 / 30.4 from scratch. The authors also report 2x faster
+convergence than Kinetics pretraining and 10x faster than scratch.
+"""
+
+
+def _med3d_results_md(entry: ModelEntry) -> str:
+    if entry.name.endswith("-23datasets"):
+        return (
+            "The paper evaluates only the 3DSeg-8 weights; the 23-dataset weights were released later without "
+            "published results. The table below is for the corresponding `med3d-resnetN` (3DSeg-8) weights.\n"
+            + MED3D_TABLE
+        )
+    return MED3D_TABLE
+
+
+MED3D_FAMILY = Family(
+    key="med3d",
+    patterns=("med3d-*",),
+    summary=(
+        "MedicalNet (Med3D) trains one shared 3D ResNet encoder on several medical segmentation data sets at "
+        "once, each data set with its own light decoder branch, so that incomplete and differing label sets "
+        "never conflict. The released encoders are dilated (output stride 8, DeepLab style) and transfer to "
+        "segmentation and classification; in the paper they beat scratch and Kinetics video pretraining."
+    ),
+    results_md=_med3d_results_md,
+    results=_med3d_results(),
+    limitations=(
+        "Backbone only: the segmentation head `conv_seg` was not released. `zoo.load(..., num_classes=K)` adds a "
+        "new, randomly initialised head.",
+        "The 23 data sets behind the `-23datasets` weights were never listed by the authors (MedicalNet issues "
+        "#47, #65, #70): their provenance and any overlap with your test data cannot be checked.",
+        "ResNet-18 and -34 use the parameter-free shortcut A, the other depths shortcut B (1x1x1 convolution); "
+        "the authors never explained why.",
+        "MONAI's `ResNet` uses the same key names but stride 2 without dilation in layer3/4: the weights load "
+        "there, but the features differ. Use this architecture for faithful results.",
+    ),
+    licence_notes=(
+        "MIT licence (Tencent). Copies and converted weights must keep Tencent's copyright and permission notice "
+        "(LICENSE of Tencent/MedicalNet), which also carries the MIT notice of kenshohara/3D-ResNets-PyTorch. "
+        "Redistribution, also of converted weights, is allowed.",
+    ),
+    pipeline_tag="image-feature-extraction",
+    nnunet_note=(
+        "This is a ResNet encoder, not an nnU-Net network: only layers with a counterpart in the target plan "
+        "can be transferred. Check the per-tensor transfer report first (`zoo adapt NAME --plans ... --report "
+        "report.json`)."
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# SuPreM
+# --------------------------------------------------------------------------------------------------------------
+
+SUPREM = Family(
+    key="suprem",
+    patterns=("suprem-*",),
+    summary=(
+        "SuPreM asks whether supervised pretraining on a large, fully annotated CT corpus transfers better than "
+        "self-supervised pretraining. The U-Net (the Models Genesis UNet3D, initialised from Genesis Chest CT) "
+        "was trained to segment 25 abdominal organs in 2,100 CT scans of AbdomenAtlas 1.1; the paper argues "
+        "that such supervised pretraining transfers better, and with less pretraining data and compute, than "
+        "the self-supervised pretraining it compares with."
+    ),
+    results_md=(
+        "The paper reports transfer to TotalSegmentator and other data sets; medzoo's reference material does "
+        "not yet carry those numbers, so none are quoted here (see the paper)."
+    ),
+    limitations=(
+        "Backbone only: the segmentation head of the universal model is not part of the weights.",
+        "Trained on abdominal CT at 1.5 mm isotropic spacing, RAS orientation, HU clipped to [-175, 250]: other "
+        "anatomy, modalities or normalisations are out of domain.",
+        "The upstream network normalises with batch statistics in `eval()` mode (`ContBatchNorm3d`, kept here "
+        "with `upstream_bn=True`); whether that was intended upstream is an open question (SuPreM issue #19).",
+    ),
+    licence_notes=(
+        "Licence of record: CC BY-NC-ND 4.0 (© Johns Hopkins University; the paper content is covered by "
+        "patents pending). Attribution required; non-commercial use only; NoDerivatives: a safetensors "
+        "re-encoding is a derivative, so medzoo never re-hosts these weights and converts them only in your "
+        "local cache. Fine-tuned derivatives may not be shared.",
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# 3D self-supervised tasks (Taleb et al.): weights trained by medzoo's export/ssl3d, no numbers of their own
+# --------------------------------------------------------------------------------------------------------------
+
+TALEB = Source("Taleb et al., 3D Self-Supervised Methods for Medical Imaging, NeurIPS 2020",
+               "https://arxiv.org/abs/2006.03829")
+
+TALEB_TABLE = f"""
+BraTS 2018 validation Dice (%) after pretraining on UK Biobank brain MRI with the authors' Keras
+implementation (source: {TALEB.name}). These are the paper's numbers for the paper's weights, which were never
+published; the weights of this entry were trained with medzoo's `export/ssl3d` and have no published results.
+
+| Model | ET | WT | TC |
+|---|---|---|---|
+| 3D from scratch | 76.38 | 87.82 | 83.11 |
+| 3D supervised (FSL-FAST labels) | 78.88 | 90.11 | 84.92 |
+| 3D-CPC | 80.83 | 89.88 | 85.11 |
+| 3D-RPL | 81.28 | 90.71 | 86.12 |
+| 3D-Jigsaw | 79.66 | 89.20 | 82.52 |
+| 3D-Rotation | 80.21 | 89.63 | 84.75 |
+| 3D-Exemplar | 79.46 | 90.80 | 83.87 |
+
+The 3D tasks beat their 2D counterparts and scratch most clearly with 5-25% of the labels.
+"""
+
+SSL3D = Family(
+    key="ssl3d",
+    patterns=("ssl3d-*",),
+    summary=(
+        "One of the five 3D self-supervised proxy tasks of Taleb et al. (contrastive predictive coding, rotation "
+        "prediction, jigsaw puzzles, relative patch location, exemplar networks), which learn an encoder from "
+        "unlabelled scans. The authors published no weights; this encoder comes from medzoo's re-implementation "
+        "(`export/ssl3d`)."
+    ),
+    results_md=TALEB_TABLE,
+    limitations=(
+        "Re-implementation: the weights were not trained by the paper's authors and their numbers do not carry "
+        "over.",
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# fallback
+# --------------------------------------------------------------------------------------------------------------
+
+GENERIC = Family(
+    key="generic",
+    patterns=("*",),
+    summary="",
+    results_md="No published results for these weights.",
+)
+
+FAMILIES: tuple[Family, ...] = (GENESIS_DEMO, GENESIS_FAMILY, MED3D_FAMILY, SUPREM, SSL3D)
+
+
+def family_for(entry: ModelEntry) -> Family:
+    """The prose family of ``entry`` (the first whose pattern matches its name), else :data:`GENERIC`."""
+    for family in FAMILIES:
+        if family.matches(entry.name):
+            return family
+    return GENERIC
+
+
+def results_for(entry: ModelEntry) -> list[Result]:
+    """Published numbers measured with ``entry``'s own weights (what ``model-index`` may claim)."""
+    return [r for r in family_for(entry).results if r.applies_to(entry.name)]
