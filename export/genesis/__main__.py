@@ -1,0 +1,98 @@
+"""``python -m export.genesis``: Models Genesis pretraining on a folder of CT volumes.
+
+Examples::
+
+    python -m export.data.fetch --out data                       # public CT/MR volumes, sha256-verified
+    python -m export.genesis --data data/ct --out runs/demo --preset demo
+    torchrun --nproc_per_node=4 -m export.genesis --data data/ct --out runs/lung --preset lung
+    python -m export.genesis --data data/ct --out runs/mine --plans nnUNetPlans.json -c 3d_fullres
+
+Interrupted runs continue from ``OUT/checkpoint.pt`` when started again with the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import PRESETS, preset
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m export.genesis", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, nargs="+",
+                   help="CT volumes or folders of them (NIfTI, NRRD, MetaImage, DICOM series, InVesalius .inv3)")
+    p.add_argument("--val-data", nargs="+", help="held-out volumes for validation (default: a share of --data)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint.pt, panels/, tensorboard/, model/")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="unet3d",
+                   help="upstream recipes: unet3d (Genesis_Chest_CT), lung (Genesis nnU-Net Task006), demo")
+    p.add_argument("--plans", help="an nnU-Net v2 plans.json: pretrain that configuration's network instead")
+    p.add_argument("-c", "--configuration", default="3d_fullres")
+    p.add_argument("--name", default=None, help="model name in config.json (default: the --out folder name)")
+    p.add_argument("--epochs", type=int, dest="max_epochs")
+    p.add_argument("--minutes", type=float, dest="max_minutes", help="stop after this much training time")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--cubes-per-volume", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke tests)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint.pt and start over")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {k: getattr(args, k) for k in ("max_epochs", "max_minutes", "batch_size", "lr", "patience",
+                                               "cubes_per_volume", "seed")}
+    cfg = preset(args.preset, **overrides)
+    if args.plans:
+        from zoo.nnunet.plans import arch_for_configuration
+
+        arch = arch_for_configuration(args.plans, args.configuration)
+        cfg.architecture, cfg.arch_kwargs = arch.architecture, dict(arch.arch_kwargs)
+
+    from zoo.errors import ZooError
+
+    from .data import prepare_cubes
+    from .output import write_output
+    from .train import init_distributed, train
+
+    info, device = init_distributed(args.device)
+    try:
+        data = prepare_cubes(args.data, args.val_data, cfg, log=print if info.main else (lambda *_: None))
+    except (ZooError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    result = train(cfg, data.train, data.val, args.out, device=str(device), resume=not args.no_resume,
+                   max_steps=args.max_steps, progress=not args.no_progress)
+    if info.main:
+        folder = write_output(
+            args.out, args.name or Path(args.out).resolve().name, cfg, result.best_state, result.history,
+            best_epoch=result.best_epoch, stopped_because=result.stopped_because, data_files=data.files,
+            data_summary=data.summary, datasets=data.datasets, device=str(device), world_size=info.world,
+            minutes=(time.perf_counter() - started) / 60,
+        )
+        h = result.history
+        print(json.dumps({
+            "model": str(folder), "stopped": result.stopped_because, "epochs": len(h.val_loss),
+            "identity_val_loss": h.identity_val_loss, "untrained_val_loss": h.untrained_val_loss,
+            "best_val_loss": min(h.val_loss) if h.val_loss else None,
+        }, indent=2))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
