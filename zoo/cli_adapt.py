@@ -1,0 +1,137 @@
+"""``zoo adapt``, ``zoo export-nnunet`` and ``zoo plan``: pretrained weights and nnU-Net plans.
+
+Wired into ``zoo`` by :func:`add_subcommands` (called from :func:`zoo.cli.build_parser`)::
+
+    zoo adapt NAME --plans nnUNetPlans.json [--dataset-json dataset.json] [-c 3d_fullres] [--report report.json]
+    zoo export-nnunet NAME --plans nnUNetPlans.json --dataset-json dataset.json -c 3d_fullres -o pretrained.pth
+    zoo plan NAME --plans nnUNetPlans.json -o nnUNetPlans_NAME.json [-c 3d_fullres]
+
+Errors are :class:`zoo.errors.ZooError` subclasses (``zoo`` prints them and exits with status 2); nothing is
+written when a command fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("transfer options")
+    g.add_argument("--checkpoint", help="local upstream file to use instead of the registry download")
+    g.add_argument("--cache-dir", help="one folder for downloads and conversions (default $ZOO_CACHE)")
+    g.add_argument("--channel-mode", default="repeat_scale", choices=["repeat_scale", "mean", "first", "random"],
+                   help="input-channel inflation/reduction (default repeat_scale: k copies reproduce the 1-channel "
+                        "response)")
+    g.add_argument("--kernel-collapse", default="sum", choices=["sum", "mean", "center"],
+                   help="kernel axis 3 -> 1 (default sum)")
+    g.add_argument("--kernel-inflate", default="center", choices=["center", "i3d"], help="kernel axis 1 -> 3")
+    g.add_argument("--widths", default="skip", choices=["skip", "slice"],
+                   help="tensors whose widths differ: skip (default) or copy the leading channels")
+    g.add_argument("--heads", action="store_true", help="also transfer segmentation heads when the class count agrees")
+    g.add_argument("--no-permute", action="store_true",
+                   help="ignore the checkpoint's axis order (registry) and take kernels in the plan's order as is")
+    g.add_argument("--strict", action="store_true",
+                   help="fail if any checkpoint tensor outside the segmentation heads would go unused")
+    g.add_argument("--min-share", type=float, help="fail if less than this share (0..1) of the target's parameters "
+                                                   "would be initialised from the checkpoint")
+    g.add_argument("--in-channels", type=int, help="override the input channels (default: dataset.json)")
+    g.add_argument("--num-classes", type=int, help="override the output channels (default: dataset.json)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the fresh initialisation (default 0)")
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = dict(
+        checkpoint=args.checkpoint, cache_dir=args.cache_dir, channel_mode=args.channel_mode,
+        kernel_collapse=args.kernel_collapse, kernel_inflate=args.kernel_inflate, widths=args.widths,
+        heads=args.heads, strict=args.strict, min_share=args.min_share, in_channels=args.in_channels,
+        num_classes=args.num_classes, progress=True,
+    )
+    if args.no_permute:
+        opts.update(source_axis_order="zyx", target_axis_order="zyx")
+    return opts
+
+
+def _default_classes(args: argparse.Namespace) -> None:
+    """``zoo adapt`` without dataset.json: keep the checkpoint's head size unless told otherwise."""
+    if args.dataset_json is None and args.num_classes is None:
+        from .nnunet.export import resolve_entry
+
+        entry, _ = resolve_entry(args.name)
+        args.num_classes = entry.num_classes or 2
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from .nnunet.export import adapt_to_plan
+
+    _default_classes(args)
+    _, report = adapt_to_plan(args.name, args.plans, args.configuration, args.dataset_json, seed=args.seed,
+                              **_options(args))
+    print(report if args.verbose else report.summary())
+    if not args.verbose:
+        print("(--verbose prints the table of every tensor)")
+    if args.report:
+        report.to_json(args.report)
+        print(f"report written to {args.report}")
+    return 0
+
+
+def cmd_export_nnunet(args: argparse.Namespace) -> int:
+    from .nnunet.export import export_nnunet
+
+    result = export_nnunet(args.name, args.plans, args.dataset_json, args.configuration, args.output,
+                           report_path=args.report, seed=args.seed, **_options(args))
+    print(result.report if args.verbose else result.report.summary())
+    print(f"wrote {result.path} ({result.keys} keys, {result.bytes / 2**20:.1f} MiB of weights)")
+    from .nnunet.plans import load_plans
+
+    plans = load_plans(args.plans)
+    print(f"train with: nnUNetv2_train {plans.get('dataset_name', 'DATASET')} {args.configuration} FOLD "
+          f"-p {plans.get('plans_name', 'nnUNetPlans')} -pretrained_weights {result.path}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .nnunet.plan_rewrite import rewrite_plan
+
+    order = {"source_axis_order": "zyx", "target_axis_order": "zyx"} if args.no_permute else {}
+    new = rewrite_plan(args.name, args.plans, args.configuration, output=args.output, plans_name=args.plans_name,
+                       **order)
+    conf = new["configurations"][args.configuration]
+    arch = conf["architecture"]["arch_kwargs"]
+    print(f"wrote {args.output}: configuration {args.configuration!r} now has {args.name}'s topology "
+          f"({arch['n_stages']} stages, features {arch['features_per_stage']}, strides {arch['strides']}), "
+          f"patch size {new['medzoo_pretrained']['patch_size_before']} -> {conf['patch_size']}; plans name "
+          f"{new.get('plans_name')!r}")
+    return 0
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Register ``adapt``, ``export-nnunet`` and ``plan`` on an argparse ``add_subparsers()`` object."""
+
+    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        p.add_argument("name", help="registry name (e.g. genesis-chest-ct-nnunet-lung) or model folder")
+        p.add_argument("--plans", required=True, help="nnU-Net plans file (nnUNetPlans.json)")
+        p.add_argument("-c", "--configuration", default="3d_fullres", help="plan configuration (default 3d_fullres)")
+        return p
+
+    p = add("adapt", cmd_adapt, "fit pretrained weights to an nnU-Net plan and report every tensor's fate")
+    p.add_argument("--dataset-json", help="the dataset's dataset.json (channels and labels)")
+    p.add_argument("--report", help="write the transfer report as JSON here")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the per-tensor table")
+    _engine_options(p)
+
+    p = add("export-nnunet", cmd_export_nnunet,
+            "write pretrained weights for nnUNetv2_train -pretrained_weights, fitted to a plan")
+    p.add_argument("--dataset-json", required=True, help="the dataset's dataset.json (channels and labels)")
+    p.add_argument("-o", "--output", required=True, help="output file (e.g. pretrained.pth)")
+    p.add_argument("--report", help="also write the transfer report as JSON here")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the per-tensor table")
+    _engine_options(p)
+
+    p = add("plan", cmd_plan, "rewrite a plan configuration to the checkpoint's topology (transfer is then complete)")
+    p.add_argument("-o", "--output", required=True, help="output plans file (e.g. nnUNetPlans_genesis.json)")
+    p.add_argument("--plans-name", help="plans_name to record (default: the output file's stem)")
+    p.add_argument("--no-permute", action="store_true", help="ignore the checkpoint's axis order")

@@ -1,0 +1,40 @@
+"""nnU-Net v2 integration without importing nnunetv2: read plans, adapt weights into a plan's network, export a
+file for ``nnUNetv2_train -pretrained_weights``, rewrite a plan to a checkpoint's topology.
+
+| function                        | module                         |
+|---------------------------------|--------------------------------|
+| ``arch_for_configuration``      | :mod:`zoo.nnunet.plans`        |
+| ``adapt_to_plan``               | :mod:`zoo.nnunet.export`       |
+| ``export_nnunet``               | :mod:`zoo.nnunet.export`       |
+| ``rewrite_plan``                | :mod:`zoo.nnunet.plan_rewrite` |
+
+Submodules load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "PlanError": "zoo.nnunet.plans",
+    "PlanArchitecture": "zoo.nnunet.plans",
+    "arch_for_configuration": "zoo.nnunet.plans",
+    "load_plans": "zoo.nnunet.plans",
+    "load_dataset_json": "zoo.nnunet.plans",
+    "resolve_configuration": "zoo.nnunet.plans",
+    "adapt_to_plan": "zoo.nnunet.export",
+    "export_nnunet": "zoo.nnunet.export",
+    "ExportResult": "zoo.nnunet.export",
+    "rewrite_plan": "zoo.nnunet.plan_rewrite",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zoo.nnunet' has no attribute {name!r}")

@@ -1,0 +1,485 @@
+"""Read nnU-Net v2 plans and dataset.json into what medzoo needs to build the network nnU-Net would build.
+
+Two plan formats are read (facts: reference/nnunet-integration.md §1):
+
+* the ``architecture`` format (nnU-Net >= 2.3): ``configurations[C]["architecture"] = {network_class_name,
+  arch_kwargs, _kw_requires_import}``;
+* the legacy flat format (before Feb 2024): ``UNet_class_name``, ``UNet_base_num_features``,
+  ``unet_max_num_features``, ``n_conv_per_stage_encoder``, ``n_conv_per_stage_decoder``,
+  ``pool_op_kernel_sizes``, ``conv_kernel_sizes`` (converted exactly as nnU-Net's ``ConfigurationManager`` does).
+
+Configuration inheritance (``inherits_from``) is a shallow ``dict.update`` on the parent, as in nnU-Net.
+Input channels come from dataset.json ``channel_names`` (formerly ``modality``), plus the number of foreground
+labels for a cascade stage (``previous_stage``); output channels are nnU-Net's ``num_segmentation_heads``
+(regions, or labels including background, the ignore label excluded).
+
+Every problem raises :class:`PlanError` naming the configuration and the key. No nnunetv2 import.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+from ..errors import ZooError
+
+DNA_CLASSES = {
+    "plain_conv_unet": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+    "residual_encoder_unet": "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet",
+}
+_CLASS_TO_ARCH = {"PlainConvUNet": "plain_conv_unet", "ResidualEncoderUNet": "residual_encoder_unet"}
+
+_COMMON_KWARGS = {
+    "n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage_decoder",
+    "conv_bias", "norm_op", "norm_op_kwargs", "dropout_op", "dropout_op_kwargs", "nonlin", "nonlin_kwargs",
+}
+_ALLOWED_KWARGS = {
+    "plain_conv_unet": _COMMON_KWARGS | {"n_conv_per_stage", "nonlin_first"},
+    "residual_encoder_unet": _COMMON_KWARGS | {"n_blocks_per_stage", "block", "bottleneck_channels", "stem_channels"},
+}
+_REQUIRED_KWARGS = {
+    "plain_conv_unet": ("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage",
+                        "n_conv_per_stage_decoder"),
+    "residual_encoder_unet": ("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides",
+                              "n_blocks_per_stage", "n_conv_per_stage_decoder"),
+}
+LEGACY_KEYS = ("UNet_class_name", "UNet_base_num_features", "unet_max_num_features", "n_conv_per_stage_encoder",
+               "n_conv_per_stage_decoder", "pool_op_kernel_sizes", "conv_kernel_sizes", "num_pool_per_axis")
+
+#: nnU-Net's axis letters of a raw image array (SimpleITK and NibabelIO both give z, y, x)
+RAW_AXIS_ORDER = "zyx"
+
+
+class PlanError(ZooError, ValueError):
+    """A plans file, configuration or dataset.json that cannot describe an nnU-Net network."""
+
+
+class PlanArchitecture(NamedTuple):
+    """The network of one plan configuration: medzoo architecture name, its ``arch_kwargs`` (plan form, class
+    paths as strings), input channels and output channels (segmentation heads)."""
+
+    arch: str
+    arch_kwargs: dict
+    in_channels: int
+    num_classes: int
+
+
+def _where(configuration: str | None, key: str) -> str:
+    return f"configuration {configuration!r}: {key}" if configuration is not None else key
+
+
+def _read_json(source: Any, what: str) -> dict:
+    if isinstance(source, Mapping):
+        return copy.deepcopy(dict(source))
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise PlanError(f"{what} file {path} does not exist") from None
+        except OSError as err:
+            raise PlanError(f"{what} file {path} cannot be read: {err}") from None
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise PlanError(f"{what} file {path} is not valid JSON: {err}") from None
+        if not isinstance(value, dict):
+            raise PlanError(f"{what} file {path} must hold a JSON object, got {type(value).__name__}")
+        return value
+    raise PlanError(f"{what} must be a path or a dict, got {type(source).__name__}")
+
+
+def load_plans(plans: Any) -> dict:
+    """A plans dict (copied) from a path or a dict; checks that ``configurations`` is a non-empty object."""
+    value = _read_json(plans, "plans")
+    configs = value.get("configurations")
+    if not isinstance(configs, dict) or not configs:
+        raise PlanError("plans: 'configurations' must be a non-empty object of configuration name -> settings")
+    for name, conf in configs.items():
+        if not isinstance(conf, dict):
+            raise PlanError(f"plans: configuration {name!r} must be an object, got {type(conf).__name__}")
+    tf = value.get("transpose_forward", [0, 1, 2])
+    if not (isinstance(tf, list) and sorted(x for x in tf if isinstance(x, int) and not isinstance(x, bool)) == [0, 1, 2]
+            and len(tf) == 3):
+        raise PlanError(f"plans: 'transpose_forward' must be a permutation of [0, 1, 2], got {tf!r}")
+    return value
+
+
+def load_dataset_json(dataset_json: Any) -> dict:
+    """A dataset.json dict from a path or a dict, checked: channels, labels with background 0."""
+    value = _read_json(dataset_json, "dataset.json")
+    channels = value.get("channel_names", value.get("modality"))
+    if not isinstance(channels, dict) or not channels:
+        raise PlanError("dataset.json: 'channel_names' (formerly 'modality') must be a non-empty object "
+                        "{\"0\": \"CT\", ...}")
+    labels = value.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        raise PlanError("dataset.json: 'labels' must be a non-empty object {\"background\": 0, ...}")
+    if "background" not in labels or labels["background"] != 0 or isinstance(labels["background"], bool):
+        raise PlanError(f"dataset.json: 'labels' must declare \"background\": 0, got {labels.get('background')!r}")
+    for name, val in labels.items():
+        if name == "ignore":
+            if not _is_int(val):
+                raise PlanError(f"dataset.json: labels['ignore'] must be an integer, got {val!r}")
+            continue
+        vals = val if isinstance(val, list) else [val]
+        if not vals or not all(_is_int(v) and v >= 0 for v in vals):
+            raise PlanError(f"dataset.json: labels[{name!r}] must be a non-negative integer or a list of them, "
+                            f"got {val!r}")
+    if _has_regions(labels):
+        order = value.get("regions_class_order")
+        n = len(_foreground_regions(labels))
+        if not isinstance(order, list) or len(order) != n:
+            raise PlanError(f"dataset.json: region-based labels need 'regions_class_order' with {n} entries, "
+                            f"got {order!r}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _has_regions(labels: Mapping[str, Any]) -> bool:
+    return any(isinstance(v, list) and len(v) > 1 for k, v in labels.items() if k != "ignore")
+
+
+def _foreground_regions(labels: Mapping[str, Any]) -> list:
+    regions = []
+    for name, val in labels.items():
+        if name == "ignore":
+            continue
+        vals = val if isinstance(val, list) else [val]
+        if set(vals) == {0}:
+            continue
+        regions.append(tuple(vals))
+    return regions
+
+
+def _all_labels(labels: Mapping[str, Any]) -> list[int]:
+    out: set[int] = set()
+    for name, val in labels.items():
+        if name == "ignore":
+            continue
+        out.update(val if isinstance(val, list) else [val])
+    return sorted(out)
+
+
+def image_channels(dataset_json: Mapping[str, Any]) -> int:
+    """Number of image channels (``channel_names``, or the legacy ``modality``)."""
+    return len(dataset_json.get("modality", dataset_json.get("channel_names")) or {})
+
+
+def foreground_labels(dataset_json: Mapping[str, Any]) -> list[int]:
+    return [label for label in _all_labels(dataset_json["labels"]) if label != 0]
+
+
+def output_channels(dataset_json: Mapping[str, Any]) -> int:
+    """nnU-Net's ``num_segmentation_heads``: number of foreground regions, or of labels incl. background."""
+    labels = dataset_json["labels"]
+    if _has_regions(labels):
+        return len(_foreground_regions(labels))
+    return len(_all_labels(labels))
+
+
+def configuration_names(plans: Mapping[str, Any]) -> list[str]:
+    return list(plans["configurations"])
+
+
+def resolve_configuration(plans: Mapping[str, Any], configuration: str) -> dict:
+    """The configuration dict with ``inherits_from`` resolved (shallow update on the parent, as nnU-Net)."""
+    configs = plans["configurations"]
+    if configuration not in configs:
+        raise PlanError(f"unknown configuration {configuration!r}; the plans have {list(configs)}")
+    chain = [configuration]
+    conf = configs[configuration]
+    while "inherits_from" in conf:
+        parent = conf["inherits_from"]
+        if not isinstance(parent, str) or parent not in configs:
+            raise PlanError(f"{_where(chain[-1], 'inherits_from')} names {parent!r}, which is not a configuration "
+                            f"of these plans ({list(configs)})")
+        if parent in chain:
+            raise PlanError(f"circular inheritance between configurations: {' -> '.join(chain + [parent])}")
+        chain.append(parent)
+        conf = configs[parent]
+    resolved: dict = {}
+    for name in reversed(chain):
+        resolved.update(copy.deepcopy(configs[name]))
+    return resolved
+
+
+def _legacy_architecture(conf: Mapping[str, Any], configuration: str) -> dict:
+    """nnU-Net's own conversion of a pre-2.3 flat configuration into the ``architecture`` form."""
+    for key in ("UNet_class_name", "UNet_base_num_features", "unet_max_num_features", "n_conv_per_stage_encoder",
+                "n_conv_per_stage_decoder", "pool_op_kernel_sizes", "conv_kernel_sizes", "patch_size"):
+        if key not in conf:
+            raise PlanError(f"{_where(configuration, key)} is missing (legacy plans format without 'architecture')")
+    cls = conf["UNet_class_name"]
+    if cls not in _CLASS_TO_ARCH:
+        raise PlanError(f"{_where(configuration, 'UNet_class_name')} = {cls!r}; the legacy format knows "
+                        "PlainConvUNet and ResidualEncoderUNet")
+    enc = conf["n_conv_per_stage_encoder"]
+    if not isinstance(enc, list) or not enc:
+        raise PlanError(f"{_where(configuration, 'n_conv_per_stage_encoder')} must be a non-empty list, got {enc!r}")
+    patch = conf["patch_size"]
+    if not isinstance(patch, list) or len(patch) not in (2, 3):
+        raise PlanError(f"{_where(configuration, 'patch_size')} must list 2 or 3 sizes, got {patch!r}")
+    base, cap = conf["UNet_base_num_features"], conf["unet_max_num_features"]
+    for key, val in (("UNet_base_num_features", base), ("unet_max_num_features", cap)):
+        if not _is_int(val) or val < 1:
+            raise PlanError(f"{_where(configuration, key)} must be a positive integer, got {val!r}")
+    dims = len(patch)
+    n = len(enc)
+    return {
+        "network_class_name": DNA_CLASSES[_CLASS_TO_ARCH[cls]],
+        "arch_kwargs": {
+            "n_stages": n,
+            "features_per_stage": [min(base * 2 ** i, cap) for i in range(n)],
+            "conv_op": f"torch.nn.modules.conv.Conv{dims}d",
+            "kernel_sizes": copy.deepcopy(conf["conv_kernel_sizes"]),
+            "strides": copy.deepcopy(conf["pool_op_kernel_sizes"]),
+            ("n_conv_per_stage" if cls == "PlainConvUNet" else "n_blocks_per_stage"): copy.deepcopy(enc),
+            "n_conv_per_stage_decoder": copy.deepcopy(conf["n_conv_per_stage_decoder"]),
+            "conv_bias": True,
+            "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dims}d",
+            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+            "dropout_op": None,
+            "dropout_op_kwargs": None,
+            "nonlin": "torch.nn.LeakyReLU",
+            "nonlin_kwargs": {"inplace": True},
+        },
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+    }
+
+
+def is_legacy(conf: Mapping[str, Any]) -> bool:
+    return "architecture" not in conf
+
+
+def configuration_architecture(plans: Mapping[str, Any], configuration: str) -> dict:
+    """``{network_class_name, arch_kwargs, _kw_requires_import}`` of a configuration (legacy plans converted)."""
+    conf = resolve_configuration(plans, configuration)
+    if is_legacy(conf):
+        return _legacy_architecture(conf, configuration)
+    arch = conf["architecture"]
+    if not isinstance(arch, dict):
+        raise PlanError(f"{_where(configuration, 'architecture')} must be an object, got {type(arch).__name__}")
+    for key in ("network_class_name", "arch_kwargs"):
+        if key not in arch:
+            raise PlanError(f"{_where(configuration, 'architecture.' + key)} is missing")
+    if not isinstance(arch["network_class_name"], str):
+        raise PlanError(f"{_where(configuration, 'architecture.network_class_name')} must be a string")
+    if not isinstance(arch["arch_kwargs"], dict):
+        raise PlanError(f"{_where(configuration, 'architecture.arch_kwargs')} must be an object")
+    out = copy.deepcopy(arch)
+    out.setdefault("_kw_requires_import", ["conv_op", "norm_op", "dropout_op", "nonlin"])
+    req = out["_kw_requires_import"]
+    if not isinstance(req, list) or not all(isinstance(k, str) for k in req):
+        raise PlanError(f"{_where(configuration, 'architecture._kw_requires_import')} must be a list of argument "
+                        f"names, got {req!r}")
+    missing = [k for k in req if k not in out["arch_kwargs"]]
+    if missing:
+        raise PlanError(f"{_where(configuration, 'architecture.arch_kwargs.' + missing[0])} is missing (listed in "
+                        "_kw_requires_import; nnU-Net looks it up)")
+    return out
+
+
+def arch_name(network_class_name: str, configuration: str | None = None) -> str:
+    """medzoo architecture name of an nnU-Net ``network_class_name`` (DNA or medzoo class path)."""
+    short = network_class_name.rsplit(".", 1)[-1]
+    if short not in _CLASS_TO_ARCH:
+        raise PlanError(
+            f"{_where(configuration, 'architecture.network_class_name')} = {network_class_name!r}: medzoo adapts "
+            "weights into PlainConvUNet and ResidualEncoderUNet plans only"
+        )
+    return _CLASS_TO_ARCH[short]
+
+
+def _check_int(value: Any, where: str, minimum: int = 1) -> int:
+    if not _is_int(value) or value < minimum:
+        raise PlanError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _per_stage(value: Any, n: int, where: str) -> list:
+    if isinstance(value, list):
+        if len(value) != n:
+            raise PlanError(f"{where} must have {n} entries (one per stage), got {len(value)}: {value!r}")
+        return value
+    return [value] * n
+
+
+def _axis_list(value: Any, dims: int, where: str, odd: bool) -> list[int]:
+    vals = [value] * dims if _is_int(value) else value
+    if not isinstance(vals, list) or len(vals) != dims or not all(_is_int(v) and v >= 1 for v in vals):
+        raise PlanError(f"{where} must be {dims} positive integers (one per spatial axis), got {value!r}")
+    if odd and any(v % 2 == 0 for v in vals):
+        raise PlanError(f"{where} must be odd (nnU-Net pads (k - 1) // 2), got {value!r}")
+    return list(vals)
+
+
+def _locate_class(value: Any, where: str, allow_none: bool) -> Any:
+    import pydoc
+
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise PlanError(f"{where} must be a dotted class path (e.g. 'torch.nn.LeakyReLU'), got {value!r}")
+    try:
+        located = pydoc.locate(value)
+    except Exception as err:  # an import error inside the named module
+        raise PlanError(f"{where} = {value!r} cannot be imported: {err}") from None
+    if not isinstance(located, type):
+        raise PlanError(f"{where} = {value!r} does not name an importable class")
+    return located
+
+
+def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str | None = None,
+                      patch_size: Any = None) -> int:
+    """Validate plan ``arch_kwargs`` for medzoo architecture ``arch``; return the number of spatial dims."""
+    from torch import nn
+
+    w = lambda key: _where(configuration, f"architecture.arch_kwargs.{key}")  # noqa: E731
+    unknown = sorted(set(kwargs) - _ALLOWED_KWARGS[arch])
+    if unknown:
+        raise PlanError(f"{w(unknown[0])} is not an argument of {arch} (unknown keys: {unknown})")
+    for key in _REQUIRED_KWARGS[arch]:
+        if key not in kwargs:
+            raise PlanError(f"{w(key)} is missing")
+    n = _check_int(kwargs["n_stages"], w("n_stages"), minimum=2)
+    conv = _locate_class(kwargs["conv_op"], w("conv_op"), allow_none=False)
+    if issubclass(conv, nn.Conv3d):
+        dims = 3
+    elif issubclass(conv, nn.Conv2d):
+        dims = 2
+    else:
+        raise PlanError(f"{w('conv_op')} must be Conv2d or Conv3d, got {kwargs['conv_op']!r}")
+    for i, f in enumerate(_per_stage(kwargs["features_per_stage"], n, w("features_per_stage"))):
+        _check_int(f, f"{w('features_per_stage')}[{i}]")
+    for i, k in enumerate(_per_stage(kwargs["kernel_sizes"], n, w("kernel_sizes"))):
+        _axis_list(k, dims, f"{w('kernel_sizes')}[{i}]", odd=True)
+    strides = [_axis_list(s, dims, f"{w('strides')}[{i}]", odd=False)
+               for i, s in enumerate(_per_stage(kwargs["strides"], n, w("strides")))]
+    enc_key = "n_conv_per_stage" if arch == "plain_conv_unet" else "n_blocks_per_stage"
+    for i, c in enumerate(_per_stage(kwargs[enc_key], n, w(enc_key))):
+        _check_int(c, f"{w(enc_key)}[{i}]")
+    for i, c in enumerate(_per_stage(kwargs["n_conv_per_stage_decoder"], n - 1, w("n_conv_per_stage_decoder"))):
+        _check_int(c, f"{w('n_conv_per_stage_decoder')}[{i}]")
+    if "conv_bias" in kwargs and not isinstance(kwargs["conv_bias"], bool):
+        raise PlanError(f"{w('conv_bias')} must be true or false, got {kwargs['conv_bias']!r}")
+    if "nonlin_first" in kwargs and not isinstance(kwargs["nonlin_first"], bool):
+        raise PlanError(f"{w('nonlin_first')} must be true or false, got {kwargs['nonlin_first']!r}")
+    for op in ("norm_op", "dropout_op", "nonlin"):
+        if op in kwargs:
+            cls = _locate_class(kwargs[op], w(op), allow_none=True)
+            if cls is not None and not issubclass(cls, nn.Module):
+                raise PlanError(f"{w(op)} = {kwargs[op]!r} is not a torch.nn.Module class")
+        opkw = op + "_kwargs" if op != "nonlin" else "nonlin_kwargs"
+        if opkw in kwargs and kwargs[opkw] is not None and not (
+            isinstance(kwargs[opkw], dict) and all(isinstance(k, str) for k in kwargs[opkw])
+        ):
+            raise PlanError(f"{w(opkw)} must be an object of keyword arguments or null, got {kwargs[opkw]!r}")
+    if arch == "residual_encoder_unet":
+        if kwargs.get("block") not in (None, "BasicBlockD", "BottleneckD") and not (
+            isinstance(kwargs.get("block"), str) and kwargs["block"].rsplit(".", 1)[-1] in ("BasicBlockD", "BottleneckD")
+        ):
+            raise PlanError(f"{w('block')} must be BasicBlockD or BottleneckD, got {kwargs.get('block')!r}")
+        if kwargs.get("stem_channels") is not None:
+            _check_int(kwargs["stem_channels"], w("stem_channels"))
+        if kwargs.get("bottleneck_channels") is not None:
+            for i, c in enumerate(_per_stage(kwargs["bottleneck_channels"], n, w("bottleneck_channels"))):
+                _check_int(c, f"{w('bottleneck_channels')}[{i}]")
+        if str(kwargs.get("block", "")).endswith("BottleneckD") and kwargs.get("bottleneck_channels") is None:
+            raise PlanError(f"{w('bottleneck_channels')} is required with block BottleneckD")
+    if patch_size is not None:
+        where = _where(configuration, "patch_size")
+        if not isinstance(patch_size, list) or len(patch_size) != dims or not all(
+            _is_int(p) and p >= 1 for p in patch_size
+        ):
+            raise PlanError(f"{where} must be {dims} positive integers, got {patch_size!r}")
+        total = [1] * dims
+        for s in strides:
+            total = [t * v for t, v in zip(total, s)]
+        bad = [a for a in range(dims) if patch_size[a] % total[a]]
+        if bad:
+            raise PlanError(f"{where} {patch_size} is not divisible by the product of the strides {total} "
+                            f"along axis {bad[0]}; nnU-Net's skips would not line up")
+    return dims
+
+
+def plan_axis_order(plans: Mapping[str, Any], dims: int = 3) -> str:
+    """Axis letters of the plan's (transposed) arrays: ``transpose_forward`` applied to z, y, x; a 2D
+    configuration works on the last two."""
+    tf = plans.get("transpose_forward", [0, 1, 2])
+    order = "".join(RAW_AXIS_ORDER[i] for i in tf)
+    return order[-dims:] if dims < 3 else order
+
+
+def arch_for_configuration(
+    plans: Any,
+    configuration: str = "3d_fullres",
+    dataset_json: Any = None,
+    *,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+) -> PlanArchitecture:
+    """The network of ``configuration``: ``(architecture name in zoo.archs, arch_kwargs, in_channels, num_classes)``.
+
+    ``plans`` and ``dataset_json`` are paths or dicts. Without a dataset.json, ``in_channels`` defaults to the
+    number of ``normalization_schemes`` and ``num_classes`` must be given. Explicit values override dataset.json.
+    """
+    plans = load_plans(plans)
+    conf = resolve_configuration(plans, configuration)
+    arch_info = configuration_architecture(plans, configuration)
+    arch = arch_name(arch_info["network_class_name"], configuration)
+    kwargs = arch_info["arch_kwargs"]
+    check_arch_kwargs(arch, kwargs, configuration, conf.get("patch_size"))
+    schemes = conf.get("normalization_schemes")
+    if schemes is not None and not isinstance(schemes, list):
+        raise PlanError(f"{_where(configuration, 'normalization_schemes')} must be a list, got {schemes!r}")
+    channels = classes = None
+    if dataset_json is not None:
+        ds = load_dataset_json(dataset_json)
+        n_img = image_channels(ds)
+        if schemes is not None and len(schemes) != n_img:
+            raise PlanError(
+                f"dataset.json does not belong to these plans: it has {n_img} image channel(s) "
+                f"({list(ds.get('channel_names', ds.get('modality')).values())}) but "
+                f"{_where(configuration, 'normalization_schemes')} lists {len(schemes)} ({schemes})"
+            )
+        channels = n_img + (len(foreground_labels(ds)) if conf.get("previous_stage") else 0)
+        classes = output_channels(ds)
+    elif schemes is not None:
+        channels = len(schemes)
+    if in_channels is not None:
+        channels = _check_int(in_channels, "in_channels")
+    if num_classes is not None:
+        classes = _check_int(num_classes, "num_classes")
+    if channels is None or channels < 1:
+        raise PlanError(f"cannot tell the input channels of {configuration!r}: give a dataset.json or in_channels")
+    if classes is None or classes < 1:
+        raise PlanError(f"cannot tell the output channels of {configuration!r}: give a dataset.json or num_classes")
+    return PlanArchitecture(arch, copy.deepcopy(kwargs), channels, classes)
+
+
+def build_from_plan(spec: PlanArchitecture, *, device: Any = None, deep_supervision: bool = False):
+    """Build the medzoo network of a :class:`PlanArchitecture` (``device='meta'``: no memory, no init)."""
+    import torch
+
+    from ..archs import build_architecture
+
+    def build():
+        return build_architecture(spec.arch, in_channels=spec.in_channels, num_classes=spec.num_classes,
+                                  deep_supervision=deep_supervision, **spec.arch_kwargs)
+
+    try:
+        if device is not None:
+            with torch.device(device):
+                return build()
+        return build()
+    except PlanError:
+        raise
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as err:
+        raise PlanError(f"the plan's architecture cannot be built: {err}") from None
