@@ -111,6 +111,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.output, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="medzoo: pretrained 3D medical imaging models")
     parser.add_argument("--version", action="version", version=f"medzoo {__version__}")
@@ -144,8 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .safetensors path")
     p.add_argument("--model", help="registry name the file belongs to (detected from its keys if omitted)")
     p.add_argument("--format", help="upstream format (default: the model's)")
+
+    p = add("demo", cmd_demo, "offline demo: load genesis-ct-demo, adapt it to a 4-channel MRI nnU-Net plan, "
+            "export nnU-Net pretrained weights, restore a damaged cube of a real CT")
+    p.add_argument("-o", "--output", default="medzoo-demo", help="output folder (default: ./medzoo-demo)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruption of the CT cube")
+
+    from .cli_adapt import add_subcommands as add_adapt_commands
     from .cli_cards import add_subcommands as add_card_commands
 
+    add_adapt_commands(sub)
     add_card_commands(sub)
     return parser
 

@@ -10,23 +10,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoo.entries.genesis import GENESIS_NNUNET_CT_MEAN as LUNG_CT_MEAN
+from zoo.entries.genesis import GENESIS_NNUNET_CT_STD as LUNG_CT_STD
 from zoo.entries.genesis import LUNG_PLAN_ARCH_KWARGS
+from zoo.entries.demo import DEMO_ARCH_KWARGS
 
-#: nnU-Net Task006 CT z-score constants the Models Genesis nnU-Net applies to HU (pretraining-methods.md §1.4)
-LUNG_CT_MEAN, LUNG_CT_STD = -775.8457, 251.9326
-
-#: a small nnU-Net plan for CPU demos: the first three stages of a default nnU-Net 3d_fullres plan
-#: (32, 64, 128 features, isotropic 3x3x3 kernels), about 1.4 M parameters (5.6 MB in fp32). Its stages
-#: transfer into any default plan whose first stages have these widths.
-DEMO_PLAN_ARCH_KWARGS: dict[str, Any] = {
-    **LUNG_PLAN_ARCH_KWARGS,
-    "n_stages": 3,
-    "features_per_stage": [32, 64, 128],
-    "kernel_sizes": [[3, 3, 3]] * 3,
-    "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-    "n_conv_per_stage": [2] * 3,
-    "n_conv_per_stage_decoder": [2] * 2,
-}
+#: the demo network (registry entry genesis-ct-demo): the first three stages of a default nnU-Net 3d_fullres
+#: plan (32, 64, 128 features), about 1.4 M parameters (5.4 MB in fp32)
+DEMO_PLAN_ARCH_KWARGS: dict[str, Any] = DEMO_ARCH_KWARGS
 
 
 @dataclass

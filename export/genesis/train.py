@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from zoo.archs import build_architecture
+from zoo.state_dict import canonicalize
 from zoo.transforms.genesis import genesis_corrupt
 from zoo.viz import save_panels
 
@@ -241,7 +242,8 @@ def train(
         epoch += 1
         if val_loss < best_val - 1e-6:
             best_val, best_epoch, bad_epochs = val_loss, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+            best_state = {k: v.detach().to("cpu", copy=True)
+                          for k, v in canonicalize(module.state_dict(), module).items()}
         else:
             bad_epochs += 1
         if info.main:
@@ -275,7 +277,8 @@ def train(
         writer.close()
     if info.world > 1:
         dist.barrier()
-    return TrainResult(best_state or copy.deepcopy(module.state_dict()), history, best_epoch, stopped)
+    return TrainResult(best_state or copy.deepcopy(canonicalize(module.state_dict(), module)), history, best_epoch,
+                       stopped)
 
 
 def _save_panel(net: nn.Module, damaged: Tensor, target: Tensor, cfg: TrainConfig, amp: Callable, path: Path) -> None:

@@ -24,6 +24,9 @@ GENESIS_PAPER = Paper(
 }""",
 )
 
+#: the CT z-score of the Models Genesis nnU-Net input, (HU - mean) / std (pretraining-methods.md section 1.4)
+GENESIS_NNUNET_CT_MEAN, GENESIS_NNUNET_CT_STD = -775.8457, 251.9326
+
 GENESIS_RESTORATION = (
     "Models Genesis restoration: 64x64x32 cubes damaged by non-linear intensity, local pixel shuffling and "
     "in-/out-painting (plus flips) are restored to the original with an MSE loss"
@@ -78,7 +81,7 @@ register(
             data="LUNA16 chest CT (623 scans), cubes cut at native spacing",
             method=GENESIS_RESTORATION + "; SGD lr 1, batch 6",
             datasets=("LUNA16",),
-            recipe="export/genesis",
+            recipe="python -m export.genesis --preset unet3d",
         ),
         paper=GENESIS_PAPER,
         first_conv=("down_tr64.ops.0.conv1.weight",),
@@ -119,7 +122,7 @@ register(
             data="LUNA16 chest CT, 64 cubes per scan at native spacing",
             method=GENESIS_RESTORATION + "; SGD lr 0.1, batch 64, StepLR 12 epochs x 0.5",
             datasets=("LUNA16",),
-            recipe="export/genesis --arch nnunet --plans <lung plan>",
+            recipe="python -m export.genesis --preset lung",
         ),
         paper=Paper(
             title="Pre-trained Models for nnUNet (S. Bajpai, MS thesis, Arizona State University, 2021)",

@@ -1,0 +1,81 @@
+"""``genesis-ct-demo``: a small Models Genesis nnU-Net trained here, on CPU, and shipped inside the package.
+
+It exists so that ``zoo demo`` and the tests run the whole pipeline (load, adapt to a plan, export for
+nnU-Net, restore a real CT cube) with no network. It is demo scale: three public CT volumes, minutes of CPU.
+The facts of the run (command, commit, data sha256, losses) are in ``zoo/assets/genesis-ct-demo/config.json``
+and ``README.md``; ``python -m export.demo_assets`` rebuilds the files from an ``export.genesis`` run.
+"""
+
+from ..registry import CheckpointSource, InputContract, License, ModelEntry, Pretraining, register
+from .genesis import GENESIS_NNUNET_CT_MEAN, GENESIS_NNUNET_CT_STD, GENESIS_PAPER, GENESIS_RESTORATION
+
+#: arch_kwargs of the demo network: the first three stages of a default nnU-Net 3d_fullres plan
+DEMO_ARCH_KWARGS = {
+    "n_stages": 3,
+    "features_per_stage": [32, 64, 128],
+    "conv_op": "torch.nn.modules.conv.Conv3d",
+    "kernel_sizes": [[3, 3, 3]] * 3,
+    "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+    "n_conv_per_stage": [2] * 3,
+    "n_conv_per_stage_decoder": [2] * 2,
+    "conv_bias": True,
+    "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+    "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+    "dropout_op": None,
+    "dropout_op_kwargs": None,
+    "nonlin": "torch.nn.LeakyReLU",
+    "nonlin_kwargs": {"inplace": True},
+}
+
+DEMO_WEIGHTS_SHA256 = "47c266406d1ddae0c1e623022edae8cf6ece2fd6b95453321747b5fd3d2526aa"
+DEMO_WEIGHTS_SIZE = 5431752
+
+register(
+    ModelEntry(
+        name="genesis-ct-demo",
+        architecture="plain_conv_unet",
+        arch_kwargs=DEMO_ARCH_KWARGS,
+        description=(
+            "Demo-scale Models Genesis nnU-Net (1.4M parameters, 3 stages of 32/64/128 features) restoration-"
+            "pretrained by medzoo's export/genesis for 12 minutes on 2 CPU cores, on two public CT volumes "
+            "(pyradiomics lung1 chest CT, InVesalius head CT) and validated on a third (pyradiomics lung2). "
+            "Shipped in the package so that zoo demo and the tests run offline; not a research model."
+        ),
+        source=CheckpointSource(
+            repo_id="medzoo/genesis-ct-demo",
+            filename="model.safetensors",
+            format="safetensors",
+            sha256=DEMO_WEIGHTS_SHA256,
+            size=DEMO_WEIGHTS_SIZE,
+            package_file="genesis-ct-demo/model.safetensors",
+        ),
+        license=License(
+            spdx="apache-2.0",
+            notice="Demo weights: trained for minutes on three CT volumes. Not for research or diagnostic use.",
+        ),
+        input=InputContract(
+            in_channels=1,
+            modality="CT",
+            axis_order="zyx",
+            intensity=(
+                f"HU clipped to [-1000, 1000], then (HU - ({GENESIS_NNUNET_CT_MEAN})) / {GENESIS_NNUNET_CT_STD} "
+                "(the Models Genesis nnU-Net's CT z-score)"
+            ),
+            patch_size=(32, 64, 64),
+            spacing_mm=(1.5, 1.0, 1.0),
+            channel_names=("CT",),
+            divisible_by=4,
+        ),
+        pretraining=Pretraining(
+            data="pyradiomics lung1 (chest CT) and InVesalius Cranium (head CT); validation on pyradiomics lung2",
+            method=GENESIS_RESTORATION + "; SGD lr 0.1, batch 8, 12 minutes on CPU",
+            datasets=("pyradiomics-lung1", "invesalius-cranium"),
+            recipe="python -m export.genesis --preset demo (then python -m export.demo_assets)",
+        ),
+        paper=GENESIS_PAPER,
+        first_conv=("encoder.stages.0.0.convs.0.conv.weight",),
+        classifier=("decoder.seg_layers",),
+        num_classes=1,
+        tags=("self-supervised", "restoration", "nnunet", "ct", "demo"),
+    )
+)
