@@ -143,16 +143,16 @@ def test_stale_cards_are_detected_and_rewritten(tmp_path, monkeypatch, capsys):
 
     # a new entry (weights shipped in the package, no paper results) is missing until written
     demo = dataclasses.replace(
-        registry.get_entry("genesis-chest-ct"), name="genesis-ct-demo", base_model=None,
+        registry.get_entry("genesis-chest-ct"), name="genesis-ct-demo-2", base_model=None,
         license=License(spdx="apache-2.0"),
-        source=CheckpointSource(repo_id="medzoo/genesis-ct-demo", filename="model.safetensors",
-                                format="safetensors", package_file="genesis_ct_demo/model.safetensors"),
+        source=CheckpointSource(repo_id="medzoo/genesis-ct-demo-2", filename="model.safetensors",
+                                format="safetensors", package_file="genesis_ct_demo_2/model.safetensors"),
     )
     monkeypatch.setitem(registry._REGISTRY, demo.name, demo)
-    assert f"missing: {out / 'genesis-ct-demo.md'}" in check_cards(out)
+    assert f"missing: {out / 'genesis-ct-demo-2.md'}" in check_cards(out)
     assert _run(["cards", "--write", "--dir", str(out)]) == 0
     assert check_cards(out) == []
-    card = ModelCard((out / "genesis-ct-demo.md").read_text())
+    card = ModelCard((out / "genesis-ct-demo-2.md").read_text())
     assert card.data.license == "apache-2.0" and not card.data.eval_results and card.data.base_model is None
     assert "ship inside the package" in card.text and "zoo mirror" not in card.text
 

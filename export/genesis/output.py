@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from torch import Tensor
 
 from zoo.model_dir import write_model_dir
-from zoo.registry import InputContract, License, ModelEntry, Paper, Pretraining
+from zoo.registry import InputContract, License, ModelEntry, Pretraining
 from zoo.entries.genesis import GENESIS_PAPER, GENESIS_RESTORATION
 
 from .config import TrainConfig

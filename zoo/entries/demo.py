@@ -37,9 +37,10 @@ register(
         arch_kwargs=DEMO_ARCH_KWARGS,
         description=(
             "Demo-scale Models Genesis nnU-Net (1.4M parameters, 3 stages of 32/64/128 features) restoration-"
-            "pretrained by medzoo's export/genesis for 12 minutes on 2 CPU cores, on two public CT volumes "
-            "(pyradiomics lung1 chest CT, InVesalius head CT) and validated on a third (pyradiomics lung2). "
-            "Shipped in the package so that zoo demo and the tests run offline; not a research model."
+            "pretrained by medzoo's export/genesis for 3 epochs (14 minutes on 2 shared CPU cores) on two public CT "
+            "volumes (pyradiomics lung1 chest CT, InVesalius head CT), validated on a third (pyradiomics lung2): "
+            "validation MSE 0.0334, against 0.1165 for the identity (the damaged input) and 0.1201 for the untrained "
+            "network. Shipped in the package so that zoo demo and the tests run offline; not a research model."
         ),
         source=CheckpointSource(
             repo_id="medzoo/genesis-ct-demo",
@@ -68,7 +69,7 @@ register(
         ),
         pretraining=Pretraining(
             data="pyradiomics lung1 (chest CT) and InVesalius Cranium (head CT); validation on pyradiomics lung2",
-            method=GENESIS_RESTORATION + "; SGD lr 0.1, batch 8, 12 minutes on CPU",
+            method=GENESIS_RESTORATION + "; SGD lr 0.1, batch 8, 3 epochs of 16 steps (a 12-minute budget) on CPU",
             datasets=("pyradiomics-lung1", "invesalius-cranium"),
             recipe="python -m export.genesis --preset demo (then python -m export.demo_assets)",
         ),

@@ -109,8 +109,8 @@ def resample(volume: Volume, spacing_zyx: Sequence[float | None], order: int = 1
         b = t.index_select(dim, torch.from_numpy(i1))
         t = a.add_((b - a).mul_(wt))
     out = t.numpy()
-    if order == 0 or out is arr:
-        out = np.array(out, copy=True)
+    if np.shares_memory(out, arr):           # no axis changed: never hand back the input's buffer
+        out = out.copy()
     return volume.with_array(out, spacing_zyx=new_spacing)
 
 

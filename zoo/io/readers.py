@@ -158,20 +158,14 @@ def read_volume(path, *, modality: str | None = None, series_id: str | None = No
                   "dicom": _read_sitk_file, "inv3": read_inv3}[kind]
         try:
             vol = reader(p)
-        except (VolumeFormatError, MissingDependencyError):
+        except (VolumeFormatError, MissingDependencyError, MemoryError):
             raise
-        except (OSError, EOFError, ValueError, KeyError, IndexError, RuntimeError, tarfile.TarError,
-                plistlib.InvalidFileException, zlib_error()) as exc:
+        except Exception as exc:  # any reader failure (zlib, tarfile, plistlib, nibabel, ...) -> one error type
             raise VolumeFormatError(f"{p}: cannot be read as {_FORMAT_NAMES[kind]} ({type(exc).__name__}: "
                                     f"{exc}). Supported: {SUPPORTED_FORMATS}") from exc
     if modality is not None:
         vol.modality = normalize_modality(modality)
     return vol
-
-
-def zlib_error():
-    import zlib
-    return zlib.error
 
 
 _FORMAT_NAMES = {"nrrd": "NRRD", "nifti": "NIfTI", "metaimage": "MetaImage", "dicom": "DICOM",
@@ -463,7 +457,8 @@ def _read_sitk_file(p: Path) -> Volume:
 
 
 def read_dicom_series(folder, series_id: str | None = None) -> Volume:
-    """Read one DICOM series from ``folder`` with SimpleITK/GDCM (slices sorted by position).
+    """Read one DICOM series from ``folder`` with SimpleITK/GDCM (slices sorted by position) into a
+    :class:`Volume` with ``array`` in ``(z, y, x)`` order (slice, row, column) and modality from (0008,0060).
 
     Several series in the folder: ``series_id`` picks one, else the one with the most files (warning).
     """

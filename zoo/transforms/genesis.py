@@ -36,7 +36,7 @@ Deviations from upstream
 * Bezier: the curve is sampled at ``bezier_samples`` values of ``t`` (upstream: 100,000) and turned into a
   per-sample lookup table of ``bezier_lut_size`` entries on a uniform grid of ``[0, 1]``; voxels are mapped
   by linear interpolation in that table instead of ``np.interp`` over the raw samples. Upstream sorts the
-  samples; here they are reversed (with a running maximum guarding round-off), which is the same thing
+  samples; here they are computed in increasing order directly (at ``1 - t``), which is the same thing
   because both coordinates of a cubic Bezier curve with control values ``0, a, c, 1`` (``a, c`` in
   ``[0, 1]``) are monotone in ``t``: the derivative is the quadratic Bernstein form with coefficients
   ``a, c - a, 1 - c`` whose discriminant ``(c - a)**2 - a(1 - c) = a(a - 1) + c(c - a)`` is never positive
@@ -62,9 +62,11 @@ __all__ = [
     "flip",
     "genesis_corrupt",
     "in_painting",
+    "inpaint_boxes",
     "local_pixel_shuffle",
     "nonlinear",
     "out_painting",
+    "outpaint_windows",
 ]
 
 
@@ -202,9 +204,12 @@ def flip(x: torch.Tensor, target: torch.Tensor | None = None, generator: torch.G
 
 # ----------------------------------------------------------------------------------- pixel shuffling
 @lru_cache(maxsize=64)
-def _block_templates(spatial: tuple[int, int, int]):
+def _block_templates(spatial: tuple[int, int, int], device: torch.device = torch.device("cpu")):
     """Block sizes ``(T, 3)`` (all ``(s0, s1, s2)`` with ``1 <= s <= S // 10``, C order) and, per size, the
     flat offsets of the block's voxels from its first voxel in a C-ordered volume of shape ``spatial``."""
+    if device.type != "cpu":
+        sizes, templates = _block_templates(spatial)
+        return sizes.to(device), [t.to(device) for t in templates]
     _, d1, d2 = spatial
     max_size = tuple(s // 10 for s in spatial)
     sizes, templates = [], []
@@ -224,10 +229,11 @@ def _arange_cached(n: int, device: torch.device) -> torch.Tensor:
     return torch.arange(n, device=device, dtype=torch.int64)
 
 
-def _argsort_small_ints(keys: torch.Tensor) -> torch.Tensor:
-    """Stable argsort of integers in ``[0, 2**15)`` (numpy's radix sort on CPU)."""
+def _argsort_small_ints(keys: torch.Tensor, bound: int) -> torch.Tensor:
+    """Stable argsort of integers in ``[0, bound)`` (on CPU numpy's radix sort when they fit in int16)."""
     if keys.device.type == "cpu":
-        return torch.from_numpy(np.argsort(keys.numpy().astype(np.int16), kind="stable"))
+        small = keys.numpy().astype(np.int16 if bound <= 1 << 15 else np.int64)
+        return torch.from_numpy(np.argsort(small, kind="stable"))
     return torch.sort(keys, stable=True).indices
 
 
@@ -296,7 +302,7 @@ def _shuffle_chunk(x: torch.Tensor, nb: int, generator, return_blocks: bool):
     v = spatial[0] * d1 * d2
     mv = m * v
     device = x.device
-    size_table, templates = _block_templates(spatial)
+    size_table, templates = _block_templates(spatial, device)
     n_types = size_table.shape[0]
     src_bits = max(1, (mv - 1).bit_length())
     if nb.bit_length() + src_bits > 62 or v >= 1 << 31:
@@ -304,9 +310,9 @@ def _shuffle_chunk(x: torch.Tensor, nb: int, generator, return_blocks: bool):
 
     # a uniform size per axis == a uniform size type; blocks grouped by type for the loop below
     btype = torch.randint(0, n_types, (m * nb,), generator=generator, device=device)
-    by_type = _argsort_small_ints(btype).to(device)               # grouped block -> original block index
+    by_type = _argsort_small_ints(btype, n_types).to(device)      # grouped block -> original block index
     counts = torch.bincount(btype, minlength=n_types).tolist()
-    sizes = size_table.to(device).index_select(0, btype.index_select(0, by_type))
+    sizes = size_table.index_select(0, btype.index_select(0, by_type))
     span = torch.tensor(spatial, device=device) - sizes + 1
     starts = (_rand((m * nb, 3), generator, device, torch.float64) * span).to(torch.int64)
     sample = torch.div(by_type, nb, rounding_mode="floor")
@@ -318,7 +324,7 @@ def _shuffle_chunk(x: torch.Tensor, nb: int, generator, return_blocks: bool):
     # source = block start + permuted template offset (row sort of random << off_bits | offset)
     lengths = [cnt * tm.numel() for cnt, tm in zip(counts, templates)]
     total = sum(lengths)
-    off_bits = max(1, max(int(tm[-1]) for tm in templates).bit_length())
+    off_bits = max(1, (spatial[0] // 10 - 1) * d1 * d2 + (d1 // 10 - 1) * d2 + d2 // 10 - 1).bit_length()
     packed = torch.empty(total, dtype=torch.int32, device=device).random_(generator=generator)
     packed = packed.to(torch.int64).bitwise_left_shift_(off_bits)     # 31 random bits above the offset
     dest = torch.empty(total, dtype=torch.int64, device=device)
@@ -327,7 +333,7 @@ def _shuffle_chunk(x: torch.Tensor, nb: int, generator, return_blocks: bool):
     for t, cnt in enumerate(counts):
         if cnt == 0:
             continue
-        tmpl = templates[t].to(device)
+        tmpl = templates[t]
         shape = (cnt, tmpl.numel())
         rows = packed[pos:pos + lengths[t]].view(shape)
         torch.add(base[blk:blk + cnt].unsqueeze(1), tmpl, out=dest[pos:pos + lengths[t]].view(shape))
@@ -361,21 +367,26 @@ def bezier_lut(control: torch.Tensor, inverted: torch.Tensor, n_samples: int = 4
     ``control`` ``(M, 4)``: the inner control points ``a, b, c, d`` of the curve through ``[0, 0], [a, b],
     [c, d], [1, 1]``; ``inverted`` ``(M,)`` bool. Row ``i`` is the map at ``lut_size`` equally spaced inputs
     in ``[0, 1]``. Plain: increasing, 0 -> 0 and 1 -> 1. Inverted (upstream sorts only the x samples, so y
-    keeps its order in t): decreasing, 0 -> 1 and 1 -> 0. The curve is evaluated in float64.
+    keeps its order in t): decreasing, 0 -> 1 and 1 -> 0. Computed in float64, returned as float32.
     """
     device = control.device
     ctl = control.to(torch.float64)
-    t = torch.linspace(0.0, 1.0, n_samples, device=device, dtype=torch.float64)
-    # upstream's Bernstein order: t = 0 is the last point [1, 1], t = 1 the first [0, 0]
-    w1 = 3.0 * t * t * (1.0 - t)        # weight of [a, b]
-    w2 = 3.0 * t * (1.0 - t) ** 2       # weight of [c, d]
-    w3 = (1.0 - t) ** 3                 # weight of [1, 1]
-    xv = ctl[:, 0:1] * w1 + ctl[:, 2:3] * w2 + w3     # decreasing in t (module docstring)
-    yv = ctl[:, 1:2] * w1 + ctl[:, 3:4] * w2 + w3
-    xs = torch.cummax(xv.flip(-1), dim=-1).values     # == np.sort(xv) up to round-off
-    ys = torch.where(inverted.to(device).view(-1, 1), yv, torch.cummax(yv.flip(-1), dim=-1).values)
-    xs, ys = xs.to(torch.float32), ys.to(torch.float32)   # plenty for a table of 8192 entries
-    grid = torch.linspace(0.0, 1.0, lut_size, device=device, dtype=torch.float32)
+    m = ctl.shape[0]
+    # upstream samples t in [0, 1] with t = 0 at the last point [1, 1]; s = 1 - t runs the other way, so the
+    # samples come out in increasing order directly (np.sort of monotone samples == reversing them)
+    s = torch.linspace(0.0, 1.0, n_samples, device=device, dtype=torch.float64)
+    t = 1.0 - s
+    weights = torch.stack([3.0 * t * t * s,        # weight of [a, b] (upstream: C(3,1) t^2 (1-t))
+                           3.0 * t * s * s,        # weight of [c, d]
+                           s * s * s])             # weight of [1, 1]
+    ones = torch.ones(m, 1, device=device, dtype=torch.float64)
+    coef = torch.cat([torch.cat([ctl[:, 0:1], ctl[:, 2:3], ones], 1),      # x: a, c, 1
+                      torch.cat([ctl[:, 1:2], ctl[:, 3:4], ones], 1)])     # y: b, d, 1
+    curve = coef @ weights                         # (2M, K): x(1 - s) and y(1 - s), both increasing
+    xs, ys = curve[:m], curve[m:]
+    inv = inverted.to(device).view(-1, 1)
+    ys = torch.where(inv, ys.flip(-1), ys)         # inverted: y keeps its order in upstream's t
+    grid = torch.linspace(0.0, 1.0, lut_size, device=device, dtype=torch.float64)
     # np.interp(grid, xs, ys): idx[g] = #{k: xs[k] <= grid[g]} (searchsorted right), counted with a
     # histogram because both xs and the grid are sorted (O(K + G), much faster than searchsorted on CPU);
     # round-off at exact ties only moves the segment by one, where both give the same value
@@ -385,12 +396,12 @@ def bezier_lut(control: torch.Tensor, inverted: torch.Tensor, n_samples: int = 4
     idx = hist.cumsum_(1).clamp_(1, n_samples - 1)
     x0, x1 = xs.gather(1, idx - 1), xs.gather(1, idx)
     y0, y1 = ys.gather(1, idx - 1), ys.gather(1, idx)
-    dx = x1 - x0
-    w = ((grid - x0) / torch.where(dx > 0, dx, torch.ones_like(dx))).clamp_(0.0, 1.0)
-    w = torch.where(dx > 0, w, torch.zeros_like(w))
-    lut = y0 + w * (y1 - y0)
-    lut = torch.where(grid >= xs[:, -1:], ys[:, -1:], lut)
-    return torch.where(grid < xs[:, :1], ys[:, :1], lut)
+    # xs runs exactly from 0 to 1 (the end points), so every grid value lies inside; dx == 0 only for
+    # repeated samples, where grid == x0 and the weight is 0
+    w = ((grid - x0) / (x1 - x0).clamp_min_(1e-300)).clamp_(0.0, 1.0)
+    lut = y1.sub_(y0).mul_(w).add_(y0)
+    lut[:, 0], lut[:, -1] = ys[:, 0], ys[:, -1]     # np.interp at the end points (x = 0 and x = 1 exactly)
+    return lut.to(torch.float32)
 
 
 def _apply_lut_rows_(x: torch.Tensor, rows: torch.Tensor, lut: torch.Tensor) -> None:
@@ -419,8 +430,9 @@ def _nonlinear_rows_(x, rows, generator, invert_rate, n_samples, lut_size):
     rows = _rows(rows, x.shape[0], x.device)
     control = _rand((rows.numel(), 4), generator, x.device, torch.float64)
     inverted = _rand((rows.numel(),), generator, x.device) < invert_rate
-    if rows.numel():
-        _apply_lut_rows_(x, rows, bezier_lut(control, inverted, n_samples, lut_size))
+    for lo in range(0, rows.numel(), 64):          # a few rows at a time: the tables stay in cache
+        hi = lo + 64
+        _apply_lut_rows_(x, rows[lo:hi], bezier_lut(control[lo:hi], inverted[lo:hi], n_samples, lut_size))
     return control, inverted
 
 
@@ -461,14 +473,36 @@ def _box_lists(starts, sizes, active):
             for i in range(len(ac))]
 
 
-def _inpaint_rows_(x, rows, generator, max_blocks, continue_rate):
-    spatial = tuple(x.shape[2:])
-    _require(spatial, _inpaint_ok, "in-painting needs every spatial axis >= 8 voxels")
-    rows = _rows(rows, x.shape[0], x.device)
-    m = rows.numel()
-    active = _loop_active(m, max_blocks, continue_rate, generator, x.device)
+def inpaint_boxes(m: int, spatial, generator=None, max_blocks: int = 5, continue_rate: float = 0.95,
+                  device="cpu"):
+    """In-painting geometry for ``m`` samples of spatial shape ``spatial``: ``(starts, sizes, active)``,
+    ``(m, max_blocks, 3)`` int64 twice and ``(m, max_blocks)`` bool. Box k is painted when ``active[:, k]``
+    (``while random() < continue_rate``, at most ``max_blocks`` times); size per axis
+    ``randint(S // 6, S // 3)``, start ``randint(3, S - size - 3)``."""
+    _require(tuple(spatial), _inpaint_ok, "in-painting needs every spatial axis >= 8 voxels")
+    active = _loop_active(m, max_blocks, continue_rate, generator, device)
     starts, sizes = _draw_boxes(m, spatial, max_blocks, lambda s: s // 6, lambda s: s // 3, generator,
-                                x.device, complement=False)
+                                device, complement=False)
+    return starts, sizes, active
+
+
+def outpaint_windows(m: int, spatial, generator=None, max_extra: int = 4, continue_rate: float = 0.95,
+                     device="cpu"):
+    """Out-painting geometry for ``m`` samples: ``(starts, sizes, active)`` with ``1 + max_extra`` windows,
+    the first always active, the others while ``random() < continue_rate``; size per axis
+    ``S - randint(3 * S // 7, 4 * S // 7)``, start ``randint(3, S - size - 3)``."""
+    _require(tuple(spatial), _outpaint_ok, "out-painting needs every spatial axis >= 14 voxels")
+    extra = _loop_active(m, max_extra, continue_rate, generator, device)
+    active = torch.cat([torch.ones((m, 1), dtype=torch.bool, device=device), extra], dim=1)
+    starts, sizes = _draw_boxes(m, spatial, max_extra + 1, lambda s: 3 * s // 7, lambda s: 4 * s // 7,
+                                generator, device, complement=True)
+    return starts, sizes, active
+
+
+def _inpaint_rows_(x, rows, generator, max_blocks, continue_rate):
+    rows = _rows(rows, x.shape[0], x.device)
+    starts, sizes, active = inpaint_boxes(rows.numel(), tuple(x.shape[2:]), generator, max_blocks,
+                                          continue_rate, x.device)
     for r, boxes in zip(rows.tolist(), _box_lists(starts, sizes, active)):
         for box in boxes:
             x[(r, slice(None)) + box].uniform_(generator=generator)
@@ -476,14 +510,9 @@ def _inpaint_rows_(x, rows, generator, max_blocks, continue_rate):
 
 
 def _outpaint_rows_(x, rows, generator, max_extra, continue_rate):
-    spatial = tuple(x.shape[2:])
-    _require(spatial, _outpaint_ok, "out-painting needs every spatial axis >= 14 voxels")
     rows = _rows(rows, x.shape[0], x.device)
-    m = rows.numel()
-    extra = _loop_active(m, max_extra, continue_rate, generator, x.device)
-    active = torch.cat([torch.ones((m, 1), dtype=torch.bool, device=x.device), extra], dim=1)
-    starts, sizes = _draw_boxes(m, spatial, max_extra + 1, lambda s: 3 * s // 7, lambda s: 4 * s // 7,
-                                generator, x.device, complement=True)
+    starts, sizes, active = outpaint_windows(rows.numel(), tuple(x.shape[2:]), generator, max_extra,
+                                             continue_rate, x.device)
     for r, boxes in zip(rows.tolist(), _box_lists(starts, sizes, active)):
         kept = [x[(r, slice(None)) + box].clone() for box in boxes]
         x[r].uniform_(generator=generator)

@@ -127,7 +127,8 @@ def _binom(n: int, k: int) -> int:
 
 def reference_bezier_map(values: np.ndarray, control: tuple[float, float, float, float], inverted: bool,
                          n_samples: int = 100_000) -> np.ndarray:
-    """Map ``values`` through the Genesis Bezier curve with inner control points ``(a, b), (c, d)``.
+    """Map ``values`` (any shape, intensities in ``[0, 1]``) through the Genesis Bezier curve with inner
+    control points ``(a, b), (c, d)``.
 
     Control points ``[0, 0], [a, b], [c, d], [1, 1]``. Plain: both the curve's x and y samples are sorted
     (increasing map, 0 -> 0, 1 -> 1). Inverted: only the x samples are sorted, so ``y`` keeps its order in
@@ -145,7 +146,8 @@ def reference_bezier_map(values: np.ndarray, control: tuple[float, float, float,
 
 def reference_nonlinear(x: np.ndarray, rng: np.random.Generator, rate: float = 0.9,
                         invert_rate: float = 0.5, n_samples: int = 100_000):
-    """With probability ``rate``: draw ``a, b, c, d`` uniform in ``[0, 1)``, then invert with probability
+    """Non-linear intensity on one cube ``x`` ``(C, S0, S1, S2)``. With probability ``rate``: draw ``a, b, c, d``
+    uniform in ``[0, 1)``, then invert with probability
     ``invert_rate``, and map every voxel (all channels) through :func:`reference_bezier_map`.
 
     Returns ``(x, info)``; ``info`` is ``None`` when not applied, else ``(a, b, c, d, inverted)``.
@@ -168,7 +170,7 @@ class PaintRecord:
 
 def reference_in_painting(x: np.ndarray, rng: np.random.Generator, max_blocks: int = 5,
                           continue_rate: float = 0.95):
-    """In-painting: while ``rng.random() < continue_rate`` (at most ``max_blocks`` times) fill a box with
+    """In-painting of one cube ``x`` ``(C, S0, S1, S2)``: while ``rng.random() < continue_rate`` (at most ``max_blocks`` times) fill a box with
     uniform noise in ``[0, 1)``; box size per axis ``randint(S // 6, S // 3)``, start ``randint(3, S - size - 3)``.
     Returns ``(x, PaintRecord)``; ``x`` is modified in place (a copy is the caller's business)."""
     _, s0, s1, s2 = x.shape
@@ -186,7 +188,7 @@ def reference_in_painting(x: np.ndarray, rng: np.random.Generator, max_blocks: i
 
 def reference_out_painting(x: np.ndarray, rng: np.random.Generator, max_extra: int = 4,
                            continue_rate: float = 0.95):
-    """Out-painting: the whole cube becomes uniform noise in ``[0, 1)`` except one window of the original,
+    """Out-painting of one cube ``x`` ``(C, S0, S1, S2)``: the whole cube becomes uniform noise in ``[0, 1)`` except one window of the original,
     then up to ``max_extra`` more windows while ``rng.random() < continue_rate``. Window size per axis
     ``S - randint(3 * S // 7, 4 * S // 7)``, start ``randint(3, S - size - 3)``. Returns ``(x, PaintRecord)``."""
     _, s0, s1, s2 = x.shape
