@@ -158,3 +158,20 @@ def test_bad_inputs_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(data_module, "read_volume", lambda p: real(p, modality="MR"))
     with pytest.raises(ValueError, match="brain_mr.nrrd: modality MR"):
         prepare_cubes([mr], None, tiny_config())
+
+
+def test_cli_pretrains_the_network_of_an_nnunet_plan(tmp_path):
+    """``--plans``: the configuration's network is pretrained and the output loads as that architecture."""
+    from export.genesis.__main__ import main
+
+    plans = json.loads((REPO / "zoo" / "assets" / "demo" / "nnUNetPlans.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"] = TINY_PLAN
+    plans["configurations"]["3d_fullres"]["normalization_schemes"] = ["CTNormalization"]
+    (tmp_path / "plans.json").write_text(json.dumps(plans))
+    args = ["--data", str(CT), "--out", str(tmp_path / "run"), "--plans", str(tmp_path / "plans.json"),
+            "--preset", "demo", "--cube", "16", "32", "32", "--cubes-per-volume", "12", "--batch-size", "2",
+            "--max-steps", "2", "--no-progress", "--name", "tiny-plan-genesis"]
+    assert main(args) == 0
+    model = zoo.load(str(tmp_path / "run" / "model"))
+    assert model.pretrained_cfg.name == "tiny-plan-genesis"
+    assert model.state_dict()["encoder.stages.1.0.convs.0.conv.weight"].shape == (8, 4, 3, 3, 3)

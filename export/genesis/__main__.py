@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upstream recipes: unet3d (Genesis_Chest_CT), lung (Genesis nnU-Net Task006), demo")
     p.add_argument("--plans", help="an nnU-Net v2 plans.json: pretrain that configuration's network instead")
     p.add_argument("-c", "--configuration", default="3d_fullres")
+    p.add_argument("--cube", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="cube size (default 32 64 64, upstream's 64x64x32 in x, y, z); must be divisible by the "
+                        "network's total strides")
     p.add_argument("--name", default=None, help="model name in config.json (default: the --out folder name)")
     p.add_argument("--epochs", type=int, dest="max_epochs")
     p.add_argument("--minutes", type=float, dest="max_minutes", help="stop after this much training time")
@@ -56,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.plans:
         from zoo.nnunet.plans import arch_for_configuration
 
-        arch = arch_for_configuration(args.plans, args.configuration)
-        cfg.architecture, cfg.arch_kwargs = arch.architecture, dict(arch.arch_kwargs)
+        arch = arch_for_configuration(args.plans, args.configuration, in_channels=1, num_classes=cfg.num_classes)
+        cfg.architecture, cfg.arch_kwargs = arch.arch, dict(arch.arch_kwargs)
+    if args.cube:
+        cfg.cube_zyx = tuple(args.cube)
 
     from zoo.errors import ZooError
 
