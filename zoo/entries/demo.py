@@ -7,24 +7,23 @@ and ``README.md``; ``python -m export.demo_assets`` rebuilds the files from an `
 """
 
 from ..registry import CheckpointSource, InputContract, License, ModelEntry, Pretraining, register
-from .genesis import GENESIS_NNUNET_CT_MEAN, GENESIS_NNUNET_CT_STD, GENESIS_PAPER, GENESIS_RESTORATION
+from .genesis import (
+    GENESIS_NNUNET_CT_MEAN,
+    GENESIS_NNUNET_CT_STD,
+    GENESIS_PAPER,
+    GENESIS_RESTORATION,
+    LUNG_PLAN_ARCH_KWARGS,
+)
 
 #: arch_kwargs of the demo network: the first three stages of a default nnU-Net 3d_fullres plan
 DEMO_ARCH_KWARGS = {
+    **LUNG_PLAN_ARCH_KWARGS,
     "n_stages": 3,
     "features_per_stage": [32, 64, 128],
-    "conv_op": "torch.nn.modules.conv.Conv3d",
     "kernel_sizes": [[3, 3, 3]] * 3,
     "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
     "n_conv_per_stage": [2] * 3,
     "n_conv_per_stage_decoder": [2] * 2,
-    "conv_bias": True,
-    "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-    "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-    "dropout_op": None,
-    "dropout_op_kwargs": None,
-    "nonlin": "torch.nn.LeakyReLU",
-    "nonlin_kwargs": {"inplace": True},
 }
 
 DEMO_WEIGHTS_SHA256 = "47c266406d1ddae0c1e623022edae8cf6ece2fd6b95453321747b5fd3d2526aa"
