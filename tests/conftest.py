@@ -11,7 +11,7 @@ os.environ.pop("ZOO_MIRROR", None)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)))))  # the CPUs this process may use
 
 
 @pytest.fixture(autouse=True)
