@@ -78,7 +78,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # genesis-ct-demo: a small plan trained for minutes on CPU
     "demo": dict(architecture="plain_conv_unet", arch_kwargs=DEMO_PLAN_ARCH_KWARGS, num_classes=1,
                  input_norm="ct-zscore", lr=0.1, batch_size=8, patience=10, lr_step_fraction=0.6,
-                 cubes_per_volume=64, max_minutes=12.0, panel_every=2, max_tissue=None, min_foreground=0.3),
+                 cubes_per_volume=64, max_minutes=10.0, panel_every=2, max_tissue=None, min_foreground=0.3),
 }
 
 
