@@ -61,8 +61,14 @@ def test_bezier_map_properties_and_batched_equals_reference(a, b, c, d, inverted
             assert np.all(steps >= -1e-6)
             assert f[q == 0][0] == pytest.approx(0, abs=1e-6) and f[q == 1][0] == pytest.approx(1, abs=1e-6)
         assert np.all(f[q < 0] == f[q == 0][0]) and np.all(f[q > 1] == f[q == 1][0])   # clamped like np.interp
-    diff = np.abs(bat - ref)
-    assert diff.max() < 2e-3 and diff.mean() < 5e-5
+    # Linear interpolation in a table of spacing h never leaves [f(q - h), f(q + h)] of a monotone f. A plain
+    # |bat - ref| bound cannot hold for every curve: where x'(t) = 0 (e.g. a = 1, c = 0) the map has a
+    # vertical tangent with a cube-root profile, and any uniform table misses it by ~h^(1/3) there.
+    h = 1.0 / (8192 - 1)
+    lo, hi = reference_bezier_map(q - h, (a, b, c, d), inverted), reference_bezier_map(q + h, (a, b, c, d), inverted)
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    assert np.all(bat >= lo - 1e-5) and np.all(bat <= hi + 1e-5)
+    assert np.abs(bat - ref).mean() < 5e-5
 
 
 def test_bezier_batched_accuracy_over_many_curves():

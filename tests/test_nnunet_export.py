@@ -25,13 +25,12 @@ import zoo.registry as registry
 from zoo.convert.cache import load_converted
 from zoo.entries.genesis import LUNG_PLAN_ARCH_KWARGS
 from zoo.errors import ZooError
-from zoo.hub.paths import hf_cache_dir
 from zoo.loading import resolve_weights
 from zoo.nnunet.export import adapt_to_plan, export_nnunet
 from zoo.nnunet.plan_rewrite import rewrite_plan
 from zoo.nnunet.plans import PlanError, arch_for_configuration, build_from_plan
 
-from upstream import nnunet_v1_file, put_in_hf_cache
+from upstream import genesis_lung_cache
 
 pytest.importorskip("nnunetv2")
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights  # noqa: E402
@@ -118,13 +117,8 @@ PLANS = {
 @pytest.fixture(scope="module")
 def lung_cache(tmp_path_factory):
     """A cache folder whose hub/ holds the fake upstream file; converted once for the whole module."""
-    cache = tmp_path_factory.mktemp("zoo-cache")
-    entry = registry.get_entry(NAME)
-    upstream = tmp_path_factory.mktemp("upstream") / entry.source.filename
-    nnunet_v1_file(upstream)
-    put_in_hf_cache(hf_cache_dir(cache), entry.source.repo_id, entry.source.filename, upstream, entry.source.revision)
-    upstream.unlink()
-    path, _ = resolve_weights(entry, cache_dir=cache, progress=False)
+    cache = genesis_lung_cache(tmp_path_factory)
+    path, _ = resolve_weights(registry.get_entry(NAME), cache_dir=cache, progress=False)
     return cache, load_converted(path)
 
 
@@ -204,7 +198,7 @@ def test_zoo_plan_output_is_accepted_by_nnunetv2_and_transfer_is_complete(lung_c
     cache, _ = lung_cache
     plans, ds = PLANS["hippocampus-4-stages"]
     path = tmp_path / "nnUNetPlans_genesis.json"
-    new = rewrite_plan(NAME, plans, "3d_fullres", output=path)
+    rewrite_plan(NAME, plans, "3d_fullres", output=path)
     pm = PlansManager(str(path))
     cm = pm.get_configuration("3d_fullres")
     assert pm.plans_name == "nnUNetPlans_genesis"

@@ -126,3 +126,53 @@ def put_in_mirror(mirror: Path, repo_id: str, filename: str, file: Path) -> Path
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(Path(file).read_bytes())
     return dest
+
+
+def genesis_lung_cache(tmp_path_factory) -> Path:
+    """A medzoo cache folder whose hub/ holds a fake upstream ``genesis-chest-ct-nnunet-lung`` file (nnU-Net v1
+    pickle, random tensors), laid out as huggingface_hub's own cache so the real client finds it offline."""
+    from zoo.hub.paths import hf_cache_dir
+
+    cache = tmp_path_factory.mktemp("zoo-cache")
+    entry = get_entry("genesis-chest-ct-nnunet-lung")
+    upstream = tmp_path_factory.mktemp("upstream") / entry.source.filename
+    nnunet_v1_file(upstream)
+    put_in_hf_cache(hf_cache_dir(cache), entry.source.repo_id, entry.source.filename, upstream, entry.source.revision)
+    upstream.unlink()
+    return cache
+
+
+def timm_resnet(depth: int, seed: int = 0):
+    """timm's own 2D ``resnet{depth}`` (the real peer, ``pretrained=False``) with random weights and random,
+    non-trivial BatchNorm parameters and running statistics (timm zero-initialises the last BN of each block),
+    in eval mode."""
+    import timm
+
+    torch.manual_seed(seed)
+    model = timm.create_model(f"resnet{depth}", pretrained=False)
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.weight.data = torch.rand(n, generator=g) + 0.5
+            m.bias.data = torch.randn(n, generator=g) * 0.1
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+    return model.eval()
+
+
+def timm_hub_folder(model, folder: Path) -> Path:
+    """Write ``model`` as timm writes a Hub repo (``timm.models.save_for_hf``): model.safetensors + config.json."""
+    from timm.models import save_for_hf
+
+    save_for_hf(model, str(folder), safe_serialization=True)
+    return Path(folder)
+
+
+def put_folder_in_hf_cache(cache: Path, repo_id: str, folder: Path, revision: str | None = None) -> Path:
+    """Every file of ``folder`` in the huggingface_hub cache layout of ``repo_id``; returns the snapshot folder."""
+    snap = None
+    for file in sorted(Path(folder).iterdir()):
+        if file.is_file():
+            snap = put_in_hf_cache(cache, repo_id, file.name, file, revision).parent
+    return snap

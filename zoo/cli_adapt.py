@@ -5,6 +5,8 @@ Wired into ``zoo`` by :func:`add_subcommands` (called from :func:`zoo.cli.build_
     zoo adapt NAME --plans nnUNetPlans.json [--dataset-json dataset.json] [-c 3d_fullres] [--report report.json]
     zoo export-nnunet NAME --plans nnUNetPlans.json --dataset-json dataset.json -c 3d_fullres -o pretrained.pth
     zoo plan NAME --plans nnUNetPlans.json -o nnUNetPlans_NAME.json [-c 3d_fullres]
+    zoo plan --plans nnUNetPlans.json --arch unetpp -o nnUNetPlans_unetpp.json [-c 3d_fullres]
+    zoo plan NAME --plans nnUNetPlans.json --arch unetpp -o nnUNetPlans_NAME_unetpp.json
 
 Errors are :class:`zoo.errors.ZooError` subclasses (``zoo`` prints them and exits with status 2); nothing is
 written when a command fails.
@@ -93,26 +95,49 @@ def cmd_export_nnunet(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .nnunet.plan_rewrite import rewrite_plan
+    from .nnunet.plans import PlanError
 
+    if args.name is None and args.arch is None:
+        raise PlanError("give a model NAME (its topology replaces the plan's) or --arch unetpp (keeps the plan's "
+                        "topology, makes the network a UNet++)")
     order = {"source_axis_order": "zyx", "target_axis_order": "zyx"} if args.no_permute else {}
     new = rewrite_plan(args.name, args.plans, args.configuration, output=args.output, plans_name=args.plans_name,
-                       **order)
+                       arch=args.arch, **order)
     conf = new["configurations"][args.configuration]
-    arch = conf["architecture"]["arch_kwargs"]
-    print(f"wrote {args.output}: configuration {args.configuration!r} now has {args.name}'s topology "
-          f"({arch['n_stages']} stages, features {arch['features_per_stage']}, strides {arch['strides']}), "
-          f"patch size {new['medzoo_pretrained']['patch_size_before']} -> {conf['patch_size']}; plans name "
-          f"{new.get('plans_name')!r}")
+    architecture = conf["architecture"]
+    arch = architecture["arch_kwargs"]
+    topology = (f"{arch['n_stages']} stages, features {arch['features_per_stage']}, strides {arch['strides']}")
+    if args.name is not None:
+        print(f"wrote {args.output}: configuration {args.configuration!r} now has {args.name}'s topology "
+              f"({topology}) as {architecture['network_class_name']}, patch size "
+              f"{new['medzoo_pretrained']['patch_size_before']} -> {conf['patch_size']}; plans name "
+              f"{new.get('plans_name')!r}")
+    else:
+        print(f"wrote {args.output}: configuration {args.configuration!r} now builds "
+              f"{architecture['network_class_name']} ({topology}, unchanged); preprocessed data reused; plans name "
+              f"{new.get('plans_name')!r}")
+    if args.arch == "unetpp":
+        from .nnunet.trainers import EXT_DIR
+
+        print(f"train (medzoo must be installed where nnU-Net runs):\n"
+              f"  export nnUNet_extTrainer={EXT_DIR}\n"
+              f"  nnUNetv2_train {new.get('dataset_name', 'DATASET')} {args.configuration} FOLD "
+              f"-p {new.get('plans_name', 'PLANS')} -tr nnUNetTrainerUNetPlusPlus "
+              "[-pretrained_weights FILE from zoo export-nnunet on these plans]")
     return 0
 
 
 def add_subcommands(subparsers: Any) -> None:
     """Register ``adapt``, ``export-nnunet`` and ``plan`` on an argparse ``add_subparsers()`` object."""
 
-    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+    def add(name: str, func: Any, help: str, optional_name: bool = False) -> argparse.ArgumentParser:
         p = subparsers.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
-        p.add_argument("name", help="registry name (e.g. genesis-chest-ct-nnunet-lung) or model folder")
+        if optional_name:
+            p.add_argument("name", nargs="?", help="registry name or model folder whose topology replaces the "
+                                                   "plan's (optional with --arch: keep the plan's topology)")
+        else:
+            p.add_argument("name", help="registry name (e.g. genesis-chest-ct-nnunet-lung) or model folder")
         p.add_argument("--plans", required=True, help="nnU-Net plans file (nnUNetPlans.json)")
         p.add_argument("-c", "--configuration", default="3d_fullres", help="plan configuration (default 3d_fullres)")
         return p
@@ -131,7 +156,11 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-tensor table")
     _engine_options(p)
 
-    p = add("plan", cmd_plan, "rewrite a plan configuration to the checkpoint's topology (transfer is then complete)")
+    p = add("plan", cmd_plan, "rewrite a plan configuration to the checkpoint's topology (transfer is then complete) "
+                              "and/or to another network class (--arch unetpp: UNet++)", optional_name=True)
     p.add_argument("-o", "--output", required=True, help="output plans file (e.g. nnUNetPlans_genesis.json)")
+    p.add_argument("--arch", choices=["unetpp", "unet"],
+                   help="network class of the configuration: unetpp = UNet++ (zoo.archs.nested_unet.NestedUNet), "
+                        "unet = nnU-Net's PlainConvUNet; without NAME the plan's own topology is kept")
     p.add_argument("--plans-name", help="plans_name to record (default: the output file's stem)")
     p.add_argument("--no-permute", action="store_true", help="ignore the checkpoint's axis order")

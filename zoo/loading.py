@@ -31,7 +31,7 @@ from .convert.cache import (
 from .errors import AdaptationError, WeightsNotAvailableError
 from .hub.download import fetch_checkpoint
 from .hub.integrity import verify_file
-from .model_dir import is_model_dir, read_model_dir
+from .model_dir import read_model_dir
 from .registry import ModelEntry, get_entry
 from .state_dict import expand_aliases
 
@@ -115,7 +115,8 @@ def resolve_weights(
     src = entry.source
     if src is None:
         raise WeightsNotAvailableError(
-            f"{entry.name!r} has no published weights{': ' + entry.weights_note if entry.weights_note else ''}. "
+            f"{entry.name!r} has no published weights"
+            f"{': ' + entry.weights_note.rstrip('.') if entry.weights_note else ''}. "
             "Use pretrained=False, or pass checkpoint='/path/to/weights' if you trained them yourself."
         )
     if src.package_file:
@@ -157,8 +158,8 @@ def _user_checkpoint(
 ) -> tuple[Path, str]:
     if not path.is_file():
         raise WeightsNotAvailableError(f"checkpoint file {path} does not exist")
-    if path.suffix == ".safetensors":
-        fmt = "safetensors"
+    if path.suffix == ".safetensors" and fmt is None:
+        fmt = _safetensors_format(entry, path)
     fmt = fmt or (entry.source.format if entry.source else "safetensors")
     digest = remembered_sha256(path, cache_dir, progress=progress)
     src = entry.source
@@ -172,6 +173,21 @@ def _user_checkpoint(
         verify=verify, progress=progress,
     )
     return converted.path, verified
+
+
+def _safetensors_format(entry: ModelEntry, path: Path) -> str:
+    """``'timm'`` for a 2D timm file given to an entry converted from timm (its stem kernel is 4-D), else
+    ``'safetensors'`` (medzoo's own layout: a converted file, or weights trained with ``export/``)."""
+    if entry.source is None or entry.source.format != "timm":
+        return "safetensors"
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stem = f.get_slice("conv1.weight").get_shape() if "conv1.weight" in f.keys() else None
+    except Exception:  # not readable: let the converter name the problem
+        return "safetensors"
+    return "timm" if stem is not None and len(stem) == 4 else "safetensors"
 
 
 def _fit_state_dict(
@@ -254,6 +270,7 @@ def load(
     verify: Any = "auto",
     progress: bool = True,
     device: str | torch.device | None = None,
+    init: str | None = None,
     **arch_overrides: Any,
 ) -> nn.Module:
     """Build registry model ``name`` (or a model folder path) and load its pretrained weights.
@@ -268,6 +285,11 @@ def load(
         cache_dir: one folder for downloads (``<cache_dir>/hub``) and conversions (default ``$ZOO_CACHE``).
         verify: re-hash the cached conversion ``"auto"`` (when its size/mtime changed), ``True``, ``False``.
         device: move the model there after loading.
+        init: initialise from another checkpoint instead of ``name``'s own weights: a registry name of the nnU-Net
+            U-Net family, or an abbreviation of the entry's ``base_model`` (``zoo.load("unetpp-liver",
+            init="genesis")``). Every tensor with a counterpart is transferred by :mod:`zoo.adapt` (kernels put in
+            this entry's axis order); the rest keeps the network's own initialisation. ``checkpoint`` then
+            names a local copy of that source's upstream file; ``model.transfer_report`` lists every tensor.
         arch_overrides: extra builder arguments (for example ``features_only=True`` for ResNets).
 
     Returns:
@@ -286,7 +308,16 @@ def load(
     in_ch = in_channels or entry.input.in_channels
     classes = num_classes if num_classes is not None else entry.num_classes
 
-    if not pretrained and checkpoint is None:
+    if init is not None:
+        from .nnunet.export import initialise_from
+
+        model, transfer, source, path = initialise_from(
+            entry, init, in_channels=in_ch, num_classes=classes, checkpoint=checkpoint, cache_dir=cache_dir,
+            progress=progress, channel_mode=channel_mode, arch_overrides=arch_overrides,
+        )
+        report = LoadReport(entry.name, str(path), f"initialised from {source.name} by zoo.adapt",
+                            adaptations=[transfer.summary()])
+    elif not pretrained and checkpoint is None:
         model = build_model(entry, in_ch, classes, **arch_overrides)
         report = LoadReport(entry.name, None, "no weights requested")
     else:

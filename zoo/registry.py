@@ -13,7 +13,7 @@ import difflib
 import fnmatch
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 

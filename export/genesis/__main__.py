@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from ..common.cli import TRAINING_KEYS, add_training_arguments
 from .config import PRESETS, preset
 
 
@@ -36,25 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cube", type=int, nargs=3, metavar=("Z", "Y", "X"),
                    help="cube size (default 32 64 64, upstream's 64x64x32 in x, y, z); must be divisible by the "
                         "network's total strides")
-    p.add_argument("--name", default=None, help="model name in config.json (default: the --out folder name)")
-    p.add_argument("--epochs", type=int, dest="max_epochs")
-    p.add_argument("--minutes", type=float, dest="max_minutes", help="stop after this much training time")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--patience", type=int)
     p.add_argument("--cubes-per-volume", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke tests)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint.pt and start over")
-    p.add_argument("--no-progress", action="store_true")
+    add_training_arguments(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {k: getattr(args, k) for k in ("max_epochs", "max_minutes", "batch_size", "lr", "patience",
-                                               "cubes_per_volume", "seed")}
+    overrides = {k: getattr(args, k) for k in (*TRAINING_KEYS, "cubes_per_volume")}
     cfg = preset(args.preset, **overrides)
     if args.plans:
         from zoo.nnunet.plans import arch_for_configuration
@@ -68,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .data import prepare_cubes
     from .output import write_output
-    from .train import init_distributed, train
+    from ..common.distributed import finish_distributed, init_distributed
+    from .train import train
 
     info, device = init_distributed(args.device)
     try:
@@ -92,10 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             "identity_val_loss": h.identity_val_loss, "untrained_val_loss": h.untrained_val_loss,
             "best_val_loss": min(h.val_loss) if h.val_loss else None,
         }, indent=2))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+    finish_distributed()
     return 0
 
 

@@ -16,9 +16,8 @@ import numpy as np
 from zoo.hub.integrity import sha256_file
 from zoo.io import normalize, read_volume, resample, sample_cubes
 
+from ..common.data import find_volumes
 from .config import TrainConfig
-
-VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".inv3")
 
 
 @dataclass
@@ -28,31 +27,6 @@ class CubeData:
     files: list[dict[str, str]]       #: every volume used: path, sha256, role (train/val), cubes
     summary: str                      #: one line for the model card
     datasets: tuple[str, ...]
-
-
-def find_volumes(paths: Sequence[str | Path]) -> list[Path]:
-    """Volumes named directly, or found (recursively, sorted) in folders; DICOM series folders count as one.
-
-    Label maps (``*_label.*``, ``*_seg.*``, ``*mask*``) are skipped when searching folders.
-    """
-    found: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_file():
-            found.append(p)
-        elif p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(VOLUME_SUFFIXES))
-            inside = [f for f in inside if not any(t in f.name.lower() for t in ("_label", "_seg", "mask"))]
-            if not inside and any(f.suffix.lower() == ".dcm" for f in p.iterdir()):
-                inside = [p]
-            if not inside:
-                raise FileNotFoundError(f"{p}: no CT volumes found (looked for {', '.join(VOLUME_SUFFIXES)} and DICOM)")
-            found.extend(inside)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
-    if not found:
-        raise FileNotFoundError("no volumes given: pass files or folders with --data")
-    return found
 
 
 def volume_cubes(path: Path, cfg: TrainConfig, seed: int) -> np.ndarray:

@@ -8,30 +8,17 @@ hyper-parameters, final and best losses against the identity and untrained basel
 from __future__ import annotations
 
 import json
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from torch import Tensor
 
-from zoo.model_dir import write_model_dir
-from zoo.registry import InputContract, License, ModelEntry, Pretraining
 from zoo.entries.genesis import GENESIS_PAPER, GENESIS_RESTORATION
+from zoo.registry import InputContract, License, ModelEntry, Pretraining
 
+from ..common.output import provenance as run_provenance, write_run_output
 from .config import TrainConfig
 from .train import History
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
-        return out.stdout.strip() + ("+uncommitted" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
 
 
 def run_entry(name: str, cfg: TrainConfig, data_summary: str, datasets: tuple[str, ...]) -> ModelEntry:
@@ -124,20 +111,9 @@ def write_output(
     minutes: float,
 ) -> Path:
     """Write ``out_dir/model`` (weights, config.json with provenance, README.md draft); returns the folder."""
-    from zoo.model_dir import entry_config
-
     entry = run_entry(name, cfg, data_summary, datasets)
-    provenance = {
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "export.genesis", *sys.argv[1:]]),
-        "git_commit": git_commit(),
-        "data_files": data_files,
-        "config": cfg.to_dict(),
-        "history": history.to_dict(),
-        "best_epoch": best_epoch,
-        "stopped_because": stopped_because,
-        "device": device,
-        "world_size": world_size,
-        "minutes": minutes,
-    }
-    config = {**entry_config(entry), "provenance": provenance}
-    return write_model_dir(Path(out_dir) / "model", best_state, config, readme=card_draft(entry, provenance))
+    prov = run_provenance(
+        "export.genesis", config=cfg.to_dict(), history=history.to_dict(), data_files=data_files,
+        best_epoch=best_epoch, stopped_because=stopped_because, device=device, world_size=world_size, minutes=minutes,
+    )
+    return write_run_output(out_dir, entry, best_state, prov, card_draft(entry, prov))

@@ -9,7 +9,11 @@ Tensors are matched by *role*, not by name:
   fills a ResidualEncoderUNet's stem and main path (``realign``);
 * decoder stages, transposed convolutions and segmentation heads **by resolution from the output side**
   (full resolution first), so decoders of different depth share their high-resolution stages;
-* residual shortcuts by (stage, block).
+* residual shortcuts by (stage, block);
+* UNet++ (:class:`zoo.archs.nested_unet.NestedUNet`) nodes ``X(i, j)`` (convolutions, transposed convolution,
+  head) by ``(i, j)`` between two UNet++; between a U-Net and a UNet++ the U-Net's decoder stage, transposed
+  convolution and head of resolution ``i`` match the diagonal node ``X(i, L - i)`` (the U-Net path of the nested
+  decoder); the other nodes have no counterpart in a U-Net.
 
 Each matched pair goes through these steps; any that applies is recorded in the row's ``action``:
 
@@ -27,7 +31,10 @@ Each matched pair goes through these steps; any that applies is recorded in the 
    divisor averages it (the target output is the checkpoint's output average-pooled);
 5. ``channels``: the network's input convolution gets ``in_channels`` with
    :func:`zoo.adapt.channels.adapt_input_channels` (``repeat_scale`` default: k identical channels reproduce
-   the 1-channel response; ``mean``, ``first``, ``random``; k -> 1 sums).
+   the 1-channel response; ``mean``, ``first``, ``random``; k -> 1 sums);
+6. ``dense``: the first convolution of a UNet++ node reads ``[upsampled, X(i,0), ..., X(i,j-1)]``, a U-Net
+   decoder stage ``[upsampled, skip]``: the leading input channels are copied and the extra dense-skip inputs
+   start at zero (the node then computes exactly what the U-Net's stage computed), or dropped the other way.
 
 Segmentation heads are skipped unless ``heads=True`` (and then transferred only when the class count
 agrees). Tensors copied unchanged are not cloned: the result shares memory with the checkpoint.
@@ -206,12 +213,22 @@ _DEC = re.compile(r"^decoder\.stages\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)$")
 _TRANSP = re.compile(r"^decoder\.transpconvs\.(\d+)\.(\w+)$")
 _SEG = re.compile(r"^decoder\.seg_layers\.(\d+)\.(\w+)$")
 _ALIAS = re.compile(r"^(.*)\.all_modules\.(\d+)\.(\w+)$")
+_NODE = re.compile(r"^decoder\.nodes\.x(\d+)_(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)$")
+_NODE_TRANSP = re.compile(r"^decoder\.transpconvs\.x(\d+)_(\d+)\.(\w+)$")
+_NODE_SEG = re.compile(r"^decoder\.seg_layers\.x(\d+)_(\d+)\.(\w+)$")
+#: slot kinds of UNet++ nodes and the U-Net slot kind each one falls back to on the diagonal
+_NODE_KINDS = {"node": "dec", "ntu": "tu", "nseg": "seg"}
+_DEC_KINDS = ("dec", "tu", "seg", "node", "ntu", "nseg")
+_HEAD_KINDS = ("seg", "nseg")
 
 
 @dataclass
 class _Structure:
     """Role of every tensor of a U-Net state dict: ``(slot, leaf)`` with slots ``('enc', stage, position)``,
-    ``('skip', stage, block)``, ``('dec', resolution, conv)``, ``('tu', resolution)``, ``('seg', resolution)``."""
+    ``('skip', stage, block)``, ``('dec', resolution, conv)``, ``('tu', resolution)``, ``('seg', resolution)``;
+    UNet++ nodes ``('node', i, j, conv)``, ``('ntu', i, j)``, ``('nseg', i, j)``. ``fallback`` gives the
+    U-Net role of each diagonal node ``X(i, L - i)`` (also listed in ``by_role`` when the structure has no
+    U-Net decoder of its own), so U-Net and UNet++ decoders meet on the U-Net path."""
 
     roles: dict[str, tuple] = field(default_factory=dict)
     by_role: dict[tuple, str] = field(default_factory=dict)
@@ -219,6 +236,8 @@ class _Structure:
     n_stages: int = 0
     n_dec: int = 0
     stage_len: dict[int, int] = field(default_factory=dict)
+    fallback: dict[str, tuple] = field(default_factory=dict)
+    nested_depth: int = 0
 
     @classmethod
     def parse(cls, keys: list[str]) -> "_Structure":
@@ -256,11 +275,21 @@ class _Structure:
             elif m := _SEG.match(key):
                 dec_max = max(dec_max, int(m[1]))
                 raw[key] = ("seg", int(m[1]), None, m[2])
+            elif m := _NODE.match(key):
+                raw[key] = ("node", (int(m[1]), int(m[2])), int(m[3]), f"{m[4]}.{m[5]}")
+            elif m := _NODE_TRANSP.match(key):
+                raw[key] = ("ntu", (int(m[1]), int(m[2])), None, m[3])
+            elif m := _NODE_SEG.match(key):
+                raw[key] = ("nseg", (int(m[1]), int(m[2])), None, m[3])
         self.family = families.pop() if len(families) == 1 else ("mixed" if families else None)
         positions = {s: {u: i for i, u in enumerate(sorted(us))} for s, us in units.items()}
         self.stage_len = {s: len(us) for s, us in units.items()}
         self.n_stages = max(units) + 1 if units else 0
         self.n_dec = dec_max + 1
+        nodes = [a for kind, a, _, _ in raw.values() if kind in _NODE_KINDS]
+        self.nested_depth = max((i + j for i, j in nodes), default=0)
+        if self.nested_depth and self.n_dec == 0:
+            self.n_dec = self.nested_depth
         for key, (kind, a, b, leaf) in raw.items():
             if kind == "enc":
                 slot = ("enc", a, positions[a][b])
@@ -268,10 +297,18 @@ class _Structure:
                 slot = ("skip", a, b)
             elif kind == "dec":
                 slot = ("dec", self.n_dec - 1 - a, b)
+            elif kind in _NODE_KINDS:
+                i, j = a
+                slot = (kind, i, j) if b is None else (kind, i, j, b)
+                if i + j == self.nested_depth:
+                    base = _NODE_KINDS[kind]
+                    self.fallback[key] = ((base, i) if b is None else (base, i, b), leaf)
             else:
                 slot = (kind, self.n_dec - 1 - a)
             self.roles[key] = (slot, leaf)
             self.by_role[(slot, leaf)] = key
+        for key, role in self.fallback.items():
+            self.by_role.setdefault(role, key)
         return self
 
 
@@ -317,10 +354,21 @@ class _Options:
     cross_architecture: bool
 
 
+def _node(slot: tuple) -> str:
+    return f"X({slot[1]},{slot[2]})"
+
+
 def _describe_missing(slot: tuple, leaf: str, src: _Structure, present: bool) -> str:
     kind = slot[0]
     if present:
         return f"the checkpoint has no {leaf} at this position"
+    if kind in _NODE_KINDS:
+        if not src.nested_depth:
+            return (f"no counterpart: UNet++ node {_node(slot)} is off the U-Net path; the checkpoint is a U-Net "
+                    "(its decoder matches the diagonal nodes X(i, L-i) only)")
+        if kind == "node" and any(r[0][:3] == slot[:3] for r in src.by_role):
+            return f"no counterpart: the checkpoint's node {_node(slot)} has fewer convolutions"
+        return f"no counterpart: the checkpoint's UNet++ (depth {src.nested_depth}) has no node {_node(slot)}"
     if kind == "enc":
         if slot[1] >= src.n_stages:
             return f"no counterpart: the checkpoint's encoder has {src.n_stages} stages"
@@ -336,6 +384,11 @@ def _describe_missing(slot: tuple, leaf: str, src: _Structure, present: bool) ->
 
 def _unused_reason(slot: tuple, tgt: _Structure) -> str:
     kind = slot[0]
+    if kind in _NODE_KINDS:
+        if not tgt.nested_depth:
+            return (f"UNet++ node {_node(slot)} is off the U-Net path: the target U-Net has no counterpart "
+                    "(its decoder takes the diagonal nodes X(i, L-i))")
+        return f"the target's UNet++ (depth {tgt.nested_depth}) has no node {_node(slot)}"
     if kind == "enc":
         if slot[1] >= tgt.n_stages:
             return f"the target's encoder has {tgt.n_stages} stages"
@@ -386,18 +439,25 @@ def _transfer(
     leaf: str,
     is_input: bool,
     opt: _Options,
+    dense: bool = False,
 ) -> tuple[Tensor | None, list[str], str, str]:
-    """Fit one checkpoint tensor to one target tensor: (tensor or None, op kinds, detail, skip reason)."""
+    """Fit one checkpoint tensor to one target tensor: (tensor or None, op kinds, detail, skip reason).
+
+    ``dense``: the pair is the first convolution of a decoder stage / UNet++ node on either side, whose input
+    is a concatenation of equally wide parts (``[upsampled, skip, dense skips...]``)."""
     kinds: list[str] = []
     details: list[str] = []
     tshape = tuple(target.shape)
     w = value
-    is_transp = slot[0] == "tu" and leaf == "weight"
-    is_kernel = w.dim() >= 3 and (leaf.endswith("weight")) and slot[0] in ("enc", "skip", "dec", "tu", "seg")
+    is_transp = slot[0] in ("tu", "ntu") and leaf == "weight"
+    is_kernel = w.dim() >= 3 and (leaf.endswith("weight")) and slot[0] in ("enc", "skip") + _DEC_KINDS
     sliced = False
+    dense = (dense and is_kernel and not is_transp and w.dim() == len(tshape) and w.shape[1] != tshape[1]
+             and w.shape[0] == tshape[0] and w.shape[1] % w.shape[0] == 0 and tshape[1] % tshape[0] == 0)
     if is_kernel:
         out_d, in_d = (1, 0) if is_transp else (0, 1)
-        if w.shape[out_d] != tshape[out_d] or (w.shape[in_d] != tshape[in_d] and not (is_input and not is_transp)):
+        if w.shape[out_d] != tshape[out_d] or (w.shape[in_d] != tshape[in_d] and not (is_input and not is_transp)
+                                               and not dense):
             if opt.widths != "slice":
                 return None, [], "", (f"width mismatch: checkpoint {tuple(w.shape[:2])} vs target {tshape[:2]} "
                                       "channels (widths='slice' copies the leading channels)")
@@ -427,7 +487,22 @@ def _transfer(
                     details.append(f"kernel {_fmt(before)}->{_fmt(spatial)}: " + "; ".join(ops))
             except AdaptationError as err:
                 return None, [], "", str(err)
-        if is_input and not is_transp and w.shape[1] != tshape[1] and w.shape[0] == tshape[0]:
+        if dense:
+            parts_src, parts_tgt = w.shape[1] // w.shape[0], tshape[1] // tshape[0]
+            n = min(w.shape[1], tshape[1])
+            out = w.new_zeros((w.shape[0], tshape[1], *w.shape[2:]))
+            out[:, :n] = w[:, :n]
+            w = out
+            kinds.append("dense")
+            if parts_tgt > parts_src:
+                details.append(f"input channels {parts_src}x{value.shape[0]} -> {parts_tgt}x{value.shape[0]}: "
+                               f"[upsampled, skip{', dense skips' if parts_src > 2 else ''}] copied, the "
+                               f"{parts_tgt - parts_src} added dense-skip inputs start at zero")
+            else:
+                details.append(f"input channels {parts_src}x{value.shape[0]} -> {parts_tgt}x{value.shape[0]}: "
+                               f"leading {parts_tgt} parts copied, {parts_src - parts_tgt} dense-skip inputs "
+                               "dropped")
+        elif is_input and not is_transp and w.shape[1] != tshape[1] and w.shape[0] == tshape[0]:
             before = w.shape[1]
             w = adapt_input_channels(w, tshape[1], opt.channel_mode)
             kinds.append("channels")
@@ -526,8 +601,10 @@ def adapt_state_dict(
                                            "not a tensor of a recognised U-Net layout"))
             continue
         slot, leaf = role
-        head = slot[0] == "seg"
+        head = slot[0] in _HEAD_KINDS
         skey = src.by_role.get(role)
+        if skey is None and tkey in tgt.fallback:
+            skey = src.by_role.get(tgt.fallback[tkey])
         encoder_slot = slot[0] in ("enc", "skip")
         if skey is not None and encoder_slot and not same_family and not cross_architecture:
             considered[skey] = f"encoder families differ ({src.family} vs {tgt.family}) and cross_architecture=False"
@@ -535,9 +612,12 @@ def adapt_state_dict(
                                            considered[skey], head))
             continue
         if skey is None:
-            present = any(r[0] == slot for r in src.by_role)
+            why = slot
+            if tkey in tgt.fallback and not src.nested_depth:
+                why = tgt.fallback[tkey][0]  # a diagonal node: the U-Net decoder lacks that resolution
+            present = any(r[0] == why for r in src.by_role)
             report.rows.append(TransferRow(tkey, None, "new", tshape, None, tval.numel(),
-                                           _describe_missing(slot, leaf, src, present), head))
+                                           _describe_missing(why, leaf, src, present), head))
             continue
         value = src_sd[skey]
         if head and not heads:
@@ -551,13 +631,21 @@ def adapt_state_dict(
                                            considered[skey], head))
             continue
         is_input = slot == input_slot and leaf == "conv.weight"
-        fitted, kinds, detail, reason = _transfer(value, tval, slot, leaf, is_input, opt)
+        sslot = src.roles[skey][0]
+        dense = leaf == "conv.weight" and "node" in (slot[0], sslot[0]) and slot[-1] == 0 and sslot[-1] == 0
+        fitted, kinds, detail, reason = _transfer(value, tval, slot, leaf, is_input, opt, dense)
         if fitted is None:
             considered[skey] = reason
             report.rows.append(TransferRow(tkey, skey, "skip", tshape, tuple(value.shape), tval.numel(), reason, head))
             continue
         if skey != tkey:
             kinds.insert(0, "realign")
+        if (slot[0] in _NODE_KINDS) != (sslot[0] in _NODE_KINDS):
+            node, res = (slot, sslot) if slot[0] in _NODE_KINDS else (sslot, slot)
+            path = (f"U-Net path: the {'checkpoint' if node is sslot else 'target'}'s UNet++ diagonal node "
+                    f"{_node(node)} <-> the {'target' if node is sslot else 'checkpoint'}'s decoder at "
+                    f"resolution {res[1]}")
+            detail = f"{path}; {detail}" if detail else path
         out[tkey] = fitted
         used.add(skey)
         report.rows.append(TransferRow(tkey, skey, "+".join(kinds) or "copy", tshape, tuple(value.shape),
@@ -570,7 +658,7 @@ def adapt_state_dict(
         kind, index = role[0][0], role[0][1]
         if kind in ("enc", "skip"):
             return (0, index, item[0])
-        return (1 if kind != "seg" else 2, -index, item[0])  # decoder: lowest resolution first, as stored
+        return (1 if kind not in _HEAD_KINDS else 2, -index, item[0])  # decoder: lowest resolution first, as stored
 
     for skey, value in sorted(src_sd.items(), key=structural):
         if skey in used:
@@ -579,7 +667,7 @@ def adapt_state_dict(
         if role is None:
             reason, head = "not a tensor of a recognised U-Net layout", False
         else:
-            head = role[0][0] == "seg"
+            head = role[0][0] in _HEAD_KINDS
             reason = considered.get(skey) or _unused_reason(role[0], tgt)
         report.unused.append(UnusedRow(skey, tuple(value.shape), value.numel(), reason, head))
     if strict or min_share is not None:

@@ -9,10 +9,13 @@ the checkpoint and the share of checkpoint parameters used. Nothing is dropped w
 
 * ``copy``: the checkpoint tensor as is;
 * a ``+``-joined list of what was done to it: ``permute`` (kernel axes reordered to the target's axis order),
-  ``realign`` (taken from another position: stage alignment or another encoder family), ``channels``
+  ``realign`` (taken from another position: stage alignment, another encoder family, or the U-Net path of a
+  UNet++), ``channels``
   (input channels inflated or reduced), ``kernel`` (kernel axis collapsed, inflated, cropped or padded),
   ``transpconv`` (transposed-convolution kernel fitted to another stride), ``axes`` (a spatial axis dropped or
-  added), ``slice`` (widths differ, leading channels copied), ``dtype``;
+  added), ``slice`` (widths differ, leading channels copied), ``dense`` (a U-Net decoder stage's ``[upsampled,
+  skip]`` input put into a UNet++ node with more dense-skip inputs, which start at zero; or dropped the other
+  way), ``dtype``;
 * ``skip``: a counterpart exists but was not used (width mismatch, segmentation head, ...), see ``detail``;
 * ``new``: the checkpoint has no counterpart; the tensor keeps its fresh initialisation.
 """
@@ -199,8 +202,15 @@ class TransferReport:
             f"{self.source} -> {self.target}: {self.share_initialised:.2%} of target parameters initialised from "
             f"the checkpoint ({self.share_initialised_body:.2%} without segmentation heads; "
             f"{self.initialised_params:,} of {self.target_params:,}); {self.share_used:.2%} of the checkpoint's "
-            f"parameters used ({self.used_params:,} of {self.source_params:,}). Tensors: {acts}."
+            f"parameters used ({self.used_params:,} of {self.source_params:,}). Tensors: {acts}.{self._width_hint()}"
         )
+
+    def _width_hint(self) -> str:
+        n = sum(1 for r in self.rows if r.action == "skip" and r.detail.startswith("width mismatch"))
+        if not n:
+            return ""
+        return (f" {n} tensors were skipped because their widths differ: widths='slice' (CLI --widths slice) copies "
+                "the leading channels, or pretrain with this plan's own encoder for a full transfer.")
 
     def table(self) -> str:
         header = ["target tensor", "checkpoint tensor", "action", "checkpoint shape", "target shape", "params",

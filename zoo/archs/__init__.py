@@ -10,6 +10,9 @@ that ``import zoo`` does not pay for architectures it does not use.
 | ``med3d_resnet``        | :class:`zoo.archs.med3d_resnet.Med3DResNet`     | Tencent/MedicalNet ResNet 10-200 |
 | ``plain_conv_unet``     | :class:`zoo.archs.nnunet_unet.PlainConvUNet`    | dynamic-network-architectures    |
 | ``residual_encoder_unet``| :class:`zoo.archs.nnunet_unet.ResidualEncoderUNet` | dynamic-network-architectures |
+| ``nested_unet``         | :class:`zoo.archs.nested_unet.NestedUNet`       | UNet++ on PlainConvUNet's encoder |
+| ``ssl3d_unet_encoder``  | :class:`zoo.archs.ssl3d_encoder.TalebUNetEncoder` | Taleb et al. 3D U-Net encoder  |
+| ``nnunet_encoder``      | :class:`zoo.archs.ssl3d_encoder.NNUNetEncoder`  | encoder of any nnU-Net v2 plan   |
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ ARCHITECTURES: dict[str, str] = {
     "med3d_resnet": "zoo.archs.med3d_resnet:build_med3d_resnet",
     "plain_conv_unet": "zoo.archs.nnunet_unet:build_plain_conv_unet",
     "residual_encoder_unet": "zoo.archs.nnunet_unet:build_residual_encoder_unet",
+    "nested_unet": "zoo.archs.nested_unet:build_nested_unet",
+    "ssl3d_unet_encoder": "zoo.archs.ssl3d_encoder:build_ssl3d_unet_encoder",
+    "nnunet_encoder": "zoo.archs.ssl3d_encoder:build_nnunet_encoder",
 }
 
 

@@ -3,7 +3,9 @@
 Tencent's ``resnet_{depth}.pth`` files load into :class:`Med3DResNet` (head ``'none'``) once ``module.``
 is stripped (reference/upstream-checkpoints.md, section 3). The network is MedicalNet's dilated backbone,
 NOT the classic (Kinetics / MONAI) ResNet: layer3 and layer4 keep stride 1 and use dilation 2 and 4, so
-the output stride is 8.
+the output stride is 8. ``dilated=False`` builds the classic layout instead (layer3 and layer4 with stride 2
+in their first block, dilation 1: output stride 32), with the same keys and shapes; the 2D ImageNet ResNets
+inflated to 3D (``i3d-*`` entries, :mod:`zoo.convert.inflate2d`) were trained for that layout.
 
 | stage   | modules                                              | channels (Basic / Bottleneck) | stride (cumulative) |
 |---------|------------------------------------------------------|-------------------------------|---------------------|
@@ -12,6 +14,9 @@ the output stride is 8.
 | layer2  | blocks of planes 128, first block stride 2           | 128 / 512                     | 8                   |
 | layer3  | blocks of planes 256, stride 1, dilation 2           | 256 / 1024                    | 8                   |
 | layer4  | blocks of planes 512, stride 1, dilation 4           | 512 / 2048                    | 8                   |
+
+With ``dilated=False``: layer3 and layer4 have stride 2 in their first block and dilation 1 (cumulative
+strides 16 and 32), as in torchvision / timm / MONAI ResNets.
 
 Blocks: ``BasicBlock`` (depth 10/18/34; conv1 3^3 (stride) - bn1 - relu - conv2 3^3 - bn2 + shortcut - relu)
 and ``Bottleneck`` (depth 50+; conv1 1^3 - conv2 3^3 (stride, dilation) - conv3 1^3 to 4x planes). Every
@@ -27,7 +32,7 @@ are bias-free. Shortcuts, used when the stride is not 1 or the channels change:
 Released files use shortcut B except ResNet-18 and -34 (A).
 
 Axis order: MedicalNet volumes are (N, C, D, H, W) with D the slice axis (z, y, x numpy order of the
-NIfTI data); the network is axis-agnostic. Spatial sizes should be divisible by 8 for exact /8 maps
+NIfTI data); the network is axis-agnostic. Spatial sizes should be divisible by 8 (32 if not dilated) for exact maps
 (odd sizes are rounded up by the strided convs/pooling, as upstream).
 """
 
@@ -126,6 +131,7 @@ _HEADS = ("none", "classification", "segmentation")
 #: feature names for ``features_only`` / ``out_indices``
 FEATURE_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
 _FEATURE_STRIDES = (2, 4, 8, 8, 8)
+_CLASSIC_FEATURE_STRIDES = (2, 4, 8, 16, 32)
 
 
 class Med3DResNet(nn.Module):
@@ -141,8 +147,10 @@ class Med3DResNet(nn.Module):
         num_classes: outputs of the classification / segmentation head (``None`` for ``'none'``).
         features_only: forward returns a list of feature maps (see ``out_indices``); no head is built.
         out_indices: which of (stem, layer1, layer2, layer3, layer4) = (0..4) ``features_only`` returns.
+        dilated: ``True`` (MedicalNet): layer3/4 stride 1, dilation 2/4, output stride 8; ``False`` (classic
+            ResNet): layer3/4 stride 2, dilation 1, output stride 32 (layer3 D/16, layer4 D/32). Same keys.
 
-    Shapes for input (N, in_channels, D, H, W) with E = block expansion (1 or 4):
+    Shapes for input (N, in_channels, D, H, W) with E = block expansion (1 or 4), ``dilated=True``:
 
     * stem (N, 64, D/2, H/2, W/2); layer1 (N, 64E, D/4, ...); layer2 (N, 128E, D/8, ...);
       layer3 (N, 256E, D/8, ...); layer4 (N, 512E, D/8, ...);
@@ -161,6 +169,7 @@ class Med3DResNet(nn.Module):
         num_classes: int | None = None,
         features_only: bool = False,
         out_indices: Sequence[int] = (0, 1, 2, 3, 4),
+        dilated: bool = True,
     ) -> None:
         super().__init__()
         if shortcut_type not in ("A", "B"):
@@ -182,10 +191,11 @@ class Med3DResNet(nn.Module):
         self.num_classes = num_classes
         self.features_only = features_only
         self.out_indices = out_indices
+        self.dilated = bool(dilated)
         expansion = block.expansion  # type: ignore[attr-defined]
         #: channels of (stem, layer1, ..., layer4), for feature pyramids
         self.feature_channels = (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
-        self.feature_strides = _FEATURE_STRIDES
+        self.feature_strides = _FEATURE_STRIDES if self.dilated else _CLASSIC_FEATURE_STRIDES
         self.num_features = 512 * expansion
 
         self._in_planes = 64
@@ -195,8 +205,12 @@ class Med3DResNet(nn.Module):
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(64, layers[0])
         self.layer2 = self._make_layer(128, layers[1], stride=2)
-        self.layer3 = self._make_layer(256, layers[2], dilation=2)
-        self.layer4 = self._make_layer(512, layers[3], dilation=4)
+        if self.dilated:
+            self.layer3 = self._make_layer(256, layers[2], dilation=2)
+            self.layer4 = self._make_layer(512, layers[3], dilation=4)
+        else:
+            self.layer3 = self._make_layer(256, layers[2], stride=2)
+            self.layer4 = self._make_layer(512, layers[3], stride=2)
         del self._in_planes
 
         if head == "classification":
@@ -243,7 +257,7 @@ class Med3DResNet(nn.Module):
         return feats
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The layer4 feature map (N, 512E, D/8, H/8, W/8)."""
+        """The layer4 feature map (N, 512E, D/8, H/8, W/8); D/32 ... with ``dilated=False``."""
         return self._features(x, 4)[-1]
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
@@ -286,6 +300,7 @@ def build_med3d_resnet(
     shortcut_type: str | None = None,
     features_only: bool = False,
     out_indices: Sequence[int] = (0, 1, 2, 3, 4),
+    dilated: bool = True,
 ) -> Med3DResNet:
     """Build MedicalNet ResNet-``depth`` (10, 18, 34, 50, 101, 152, 200).
 
@@ -300,6 +315,9 @@ def build_med3d_resnet(
         features_only: return [stem, layer1, layer2, layer3, layer4] maps (selected by ``out_indices``),
             strides (2, 4, 8, 8, 8); all backbone modules are built, so the released weights load strictly.
         out_indices: subset of 0..4.
+        dilated: ``True`` = MedicalNet's dilated layer3/4 (output stride 8); ``False`` = the classic ResNet
+            (layer3/4 stride 2, output stride 32; feature strides (2, 4, 8, 16, 32)). Keys and shapes are the
+            same, so any weights load into either; the released MedicalNet weights were trained dilated.
 
     Raises:
         ValueError: unknown depth, shortcut or head, or a head / num_classes combination that does not fit.
@@ -311,6 +329,8 @@ def build_med3d_resnet(
         shortcut_type = default_shortcut
     if shortcut_type not in ("A", "B"):
         raise ValueError(f"unknown shortcut_type {shortcut_type!r}; choose 'A' or 'B' (or None for the upstream default)")
+    if not isinstance(dilated, bool):
+        raise ValueError(f"dilated must be True (MedicalNet, output stride 8) or False (classic, 32), got {dilated!r}")
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
@@ -321,7 +341,7 @@ def build_med3d_resnet(
         raise ValueError(f"unknown head {head!r}; choose one of {_HEADS} (or None)")
     model = Med3DResNet(
         block, layers, in_channels=in_channels, shortcut_type=shortcut_type, head=head, num_classes=num_classes,
-        features_only=features_only, out_indices=out_indices,
+        features_only=features_only, out_indices=out_indices, dilated=dilated,
     )
     model.depth = depth
     return model

@@ -403,6 +403,102 @@ SSL3D = Family(
 )
 
 # --------------------------------------------------------------------------------------------------------------
+# UNet++ inside nnU-Net (zoo.archs.nested_unet): no weights of its own yet
+# --------------------------------------------------------------------------------------------------------------
+
+UNETPP_TABLE = f"""
+UNet++ in place of nnU-Net's U-Net, MSD Task03 Liver, trained from scratch with nnU-Net (v1) on the
+validation split (source: {BAJPAI.name}). Dice in %, liver / liver tumour. Branch b is the UNet++ sub-network
+pruned at depth b (`branch=b`); branch 5 is the whole network.
+
+| Network | Liver | Liver tumour |
+|---|---|---|
+| nnU-Net U-Net | 96.18 | 63.37 |
+| UNet++ branch 1 | 89.96 | 38.03 |
+| UNet++ branch 2 | 94.68 | 59.66 |
+| UNet++ branch 3 | 95.78 | 65.83 |
+| UNet++ branch 4 | 96.03 | 66.02 |
+| UNet++ branch 5 | 96.11 | 66.25 |
+
+For comparison, the nnU-Net U-Net initialised from Models Genesis (`genesis-chest-ct-nnunet-lung`) reached
+96.19 / 65.52 on the same split. These numbers belong to the thesis' own trainings; no weights were released
+and medzoo has not reproduced them.
+"""
+
+UNETPP = Family(
+    key="unetpp",
+    patterns=("unetpp-*",),
+    summary=(
+        "UNet++ replaces the U-Net's plain skip connections by nested, densely connected decoder nodes X(i, j), "
+        "trained with deep supervision on every top-row node, so that shallower sub-networks can be pruned at "
+        "inference. medzoo's NestedUNet builds it from any nnU-Net PlainConvUNet plan (same encoder, so "
+        "nnU-Net-family checkpoints transfer into it) and nnU-Net trains it without a fork."
+    ),
+    results_md=UNETPP_TABLE,
+    limitations=(
+        "`init='genesis'` fills the encoder and the U-Net path of the nested decoder (about 75% of the "
+        "parameters); the other nodes and the heads start from nnU-Net's initialisation.",
+        "Pruned branches (`branch=1..4`) have trained heads only with `nnUNetTrainerUNetPlusPlus` (UNet++ deep "
+        "supervision on every top-row node); the stock `nnUNetTrainer` trains every node but only the heads of the "
+        "full network and of the diagonal nodes X(i, L-i) (nnU-Net's multi-scale deep supervision).",
+        "Cost: about 1.5x the parameters of the U-Net of the same plan and about 4x its training compute and "
+        "memory per step (`benchmarks/unetpp.py`).",
+    ),
+    licence_notes=(
+        "Weights made with `init='genesis'` (and the supervised checkpoint of the recipe, which starts from them) "
+        "derive from the Models Genesis weights and inherit their non-commercial licence; the MSD Liver data are "
+        "CC BY-SA 4.0.",
+    ),
+    nnunet_note=(
+        "Make any PlainConvUNet plan a UNet++ plan and train it in nnU-Net, starting from Models Genesis "
+        "(medzoo installed where nnU-Net runs; the full recipe is `export/unetpp/README.md`):\n\n"
+        "```bash\n"
+        "zoo plan --plans $nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans.json --arch unetpp \\\n"
+        "    -o $nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans_unetpp.json\n"
+        "zoo export-nnunet genesis-chest-ct-nnunet-lung \\\n"
+        "    --plans $nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans_unetpp.json \\\n"
+        "    --dataset-json $nnUNet_preprocessed/DatasetXXX_Name/dataset.json -o pretrained_unetpp.pth\n"
+        "export nnUNet_extTrainer=$(python -c \"import zoo.nnunet.trainers as t; print(t.EXT_DIR)\")\n"
+        "nnUNetv2_train DatasetXXX_Name 3d_fullres 0 -p nnUNetPlans_unetpp -tr nnUNetTrainerUNetPlusPlus \\\n"
+        "    -pretrained_weights pretrained_unetpp.pth\n"
+        "```\n\n"
+        "In Python: `zoo.load(\"NAME\", init=\"genesis\")` gives the same initialisation for this entry's plan, "
+        "with `model.transfer_report` listing every tensor."
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# I3D: timm's 2D ImageNet ResNets inflated to 3D (the natural-image baseline)
+# --------------------------------------------------------------------------------------------------------------
+
+I3D = Family(
+    key="i3d",
+    patterns=("i3d-*",),
+    summary=(
+        "The natural-image baseline that Models Genesis and Med3D compare against, built the I3D way "
+        "(Carreira & Zisserman 2017). The conversion is exact where it can be: on a volume constant along z, "
+        "every stage reproduces timm's 2D features of that slice away from the z borders (tested against timm "
+        "itself). Med3D's key names let `zoo.adapt`, `in_channels=` and the Med3D heads apply unchanged."
+    ),
+    results_md=(
+        "No published numbers for these exact weights. The 'I3D' rows of the Models Genesis tables are a "
+        "Kinetics-trained I3D network, not an inflated ImageNet ResNet, so they are not quoted here."
+    ),
+    limitations=(
+        "Pretrained on 2D natural photographs (ImageNet-1k, RGB): no notion of 3D anatomy, Hounsfield units or "
+        "MR contrast; the inflated z axis only repeats the 2D filters.",
+        "ImageNet's mean/std normalisation does not apply to CT or MR; z-score (or a CT window scaled to unit "
+        "variance) is a reasonable start.",
+        "The timm Hub revision and sha256 are not pinned yet: the file is verified against the Hub's LFS hash.",
+    ),
+    licence_notes=(
+        "timm's weights are published under Apache-2.0; they were trained on ImageNet-1k, whose terms of access "
+        "restrict the images to non-commercial research. Check whether that matters for your use.",
+    ),
+    pipeline_tag="image-feature-extraction",
+)
+
+# --------------------------------------------------------------------------------------------------------------
 # fallback
 # --------------------------------------------------------------------------------------------------------------
 
@@ -413,7 +509,7 @@ GENERIC = Family(
     results_md="No published results for these weights.",
 )
 
-FAMILIES: tuple[Family, ...] = (GENESIS_DEMO, GENESIS_FAMILY, MED3D_FAMILY, SUPREM, SSL3D)
+FAMILIES: tuple[Family, ...] = (GENESIS_DEMO, GENESIS_FAMILY, MED3D_FAMILY, SUPREM, SSL3D, UNETPP, I3D)
 
 
 def family_for(entry: ModelEntry) -> Family:

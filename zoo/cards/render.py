@@ -264,8 +264,19 @@ def _usage(entry: ModelEntry, hosted: CheckpointSource | None = None) -> str:
 
 def _nnunet(entry: ModelEntry) -> str:
     name = entry.name
+    if not entry.has_weights and family_for(entry).nnunet_note:
+        return family_for(entry).nnunet_note.replace("NAME", name)
     if not entry.has_weights:
-        return "No pretrained weights to transfer yet."
+        recipe = f" (`{entry.pretraining.recipe}`)" if entry.pretraining.recipe else ""
+        return (
+            f"No pretrained weights to transfer yet. Once you have trained them{recipe}, the model folder the "
+            "script writes (`RUN/model`: config.json + model.safetensors) goes into your plan the same way:\n\n"
+            "```bash\n"
+            "zoo export-nnunet RUN/model --plans $nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans.json \\\n"
+            "    --dataset-json $nnUNet_preprocessed/DatasetXXX_Name/dataset.json -c 3d_fullres -o pretrained.pth\n"
+            "nnUNetv2_train DatasetXXX_Name 3d_fullres 0 -pretrained_weights pretrained.pth\n"
+            "```"
+        )
     family = family_for(entry)
     text = (
         "```bash\n"

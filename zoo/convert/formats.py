@@ -7,6 +7,7 @@
 | ``nnunet-v1``     | ``state_dict``             | ``module.`` if present  | v1 -> v2 (:mod:`.nnunet_v1`)|
 | ``suprem-unet``   | ``net``                    | ``module.backbone.``    | other keys and ``out_tr`` dropped |
 | ``safetensors``   | none                       | ``module.``/``_orig_mod.``| none                      |
+| ``timm``          | none (``.bin``: as timm)   | ``module.``/``_orig_mod.``| 2D ResNet -> 3D Med3D, ``fc`` dropped (:mod:`.inflate2d`) |
 
 Optimizer state, epochs and any other non-weight entries are dropped; what was dropped is returned so that
 the conversion metadata can list it.
@@ -64,6 +65,8 @@ def _unwrap(obj: Any, preferred: str, path: str) -> tuple["OrderedDict[str, Tens
 def unwrap_checkpoint(path: str | os.PathLike, fmt: str) -> Unwrapped:
     """Read ``path`` (legacy pickle or safetensors) and return its weights in medzoo's layout for ``fmt``."""
     path = Path(path)
+    if fmt == "timm":
+        return _unwrap_timm(path)
     if fmt == "safetensors" or path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -92,3 +95,20 @@ def unwrap_checkpoint(path: str | os.PathLike, fmt: str) -> Unwrapped:
         others = [k for k in sd if k not in backbone]
         return Unwrapped(strip_prefix(backbone, prefix), dropped, others)
     raise CheckpointFormatError(f"no converter for checkpoint format {fmt!r}")
+
+
+def _unwrap_timm(path: Path) -> Unwrapped:
+    """A timm Hub file (``model.safetensors`` or legacy ``pytorch_model.bin``) of a 2D ResNet, inflated to 3D."""
+    from .inflate2d import inflate_timm_resnet
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            sd, dropped_entries = load_file(str(path)), []
+        except Exception as err:  # safetensors raises its own SafetensorError
+            raise CheckpointFormatError(f"{path} is not a valid safetensors file: {err}") from None
+    else:
+        sd, dropped_entries = _unwrap(load_legacy_checkpoint(path), "state_dict", str(path))
+    inflated, dropped_keys = inflate_timm_resnet(strip_wrappers(sd), where=str(path))
+    return Unwrapped(inflated, dropped_entries, dropped_keys)

@@ -8,6 +8,10 @@ file for ``nnUNetv2_train -pretrained_weights``, rewrite a plan to a checkpoint'
 | ``export_nnunet``               | :mod:`zoo.nnunet.export`       |
 | ``rewrite_plan``                | :mod:`zoo.nnunet.plan_rewrite` |
 
+UNet++ in nnU-Net: ``rewrite_plan(None, plans, arch="unetpp")`` (``zoo plan --arch unetpp``) names
+:class:`zoo.archs.nested_unet.NestedUNet` in the plan; :mod:`zoo.nnunet.trainers` holds the trainers nnU-Net finds
+through ``nnUNet_extTrainer`` (``EXT_DIR``).
+
 Submodules load on first use.
 """
 

@@ -34,8 +34,9 @@ from .plans import (
     plan_axis_order,
 )
 
-#: registry architectures the engine transfers from (the nnU-Net U-Net family)
-UNET_ARCHS = ("plain_conv_unet", "residual_encoder_unet")
+#: architectures whose state_dict keys follow nnU-Net's (U-Nets, and the self-supervised encoders that store
+#: their weights under nnU-Net encoder keys)
+UNET_ARCHS = ("plain_conv_unet", "residual_encoder_unet", "nested_unet", "ssl3d_unet_encoder", "nnunet_encoder")
 
 
 def resolve_entry(model: str | os.PathLike | ModelEntry) -> tuple[ModelEntry, Path | None]:
@@ -72,8 +73,8 @@ def source_state_dict(
 def _check_source(entry: ModelEntry) -> None:
     if entry.architecture not in UNET_ARCHS:
         raise AdaptationError(
-            f"{entry.name!r} is a {entry.architecture}; transfer into nnU-Net plans needs a checkpoint of the nnU-Net "
-            f"U-Net family ({', '.join(UNET_ARCHS)}), e.g. 'genesis-chest-ct-nnunet-lung'"
+            f"{entry.name!r} is a {entry.architecture}; transfer into nnU-Net plans needs a checkpoint with nnU-Net "
+            f"state_dict keys ({', '.join(UNET_ARCHS)}), e.g. 'genesis-chest-ct-nnunet-lung'"
         )
 
 
@@ -212,3 +213,66 @@ def export_nnunet(
         report.to_json(report_path)
     n_bytes = sum(t.numel() * t.element_size() for t in {id(t): t for t in weights.values()}.values())
     return ExportResult(output, report, len(weights), n_bytes)
+
+
+def resolve_init(entry: ModelEntry, init: str) -> ModelEntry:
+    """The registry entry ``init`` names: a registry name, or an abbreviation of ``entry.base_model`` (its
+    leading ``-``-separated words: ``'genesis'`` for ``'genesis-chest-ct-nnunet-lung'``)."""
+    from ..errors import UnknownModelError
+    from ..registry import get_entry
+
+    if not isinstance(init, str) or not init.strip():
+        raise AdaptationError(f"init must be a registry name or an abbreviation of the base model, got {init!r}")
+    base = entry.base_model
+    if base and (base == init or base.startswith(init.strip().lower() + "-")):
+        return get_entry(base)
+    try:
+        return get_entry(init)
+    except UnknownModelError:
+        hint = f" (e.g. init={base.split('-')[0]!r} for its base model {base!r})" if base else ""
+        raise AdaptationError(
+            f"init={init!r} names no registry model and does not abbreviate {entry.name!r}'s base model; give a "
+            f"registry name of the nnU-Net U-Net family{hint}"
+        ) from None
+
+
+def initialise_from(
+    entry: ModelEntry,
+    init: str,
+    *,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    seed: int | None = 0,
+    progress: bool = False,
+    arch_overrides: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> tuple[nn.Module, TransferReport, ModelEntry, Path]:
+    """``entry``'s network (its registry architecture) with every tensor that has a counterpart filled from
+    ``init``'s checkpoint by the transfer engine, the rest with the network's own initialisation.
+
+    Used by ``zoo.load(name, init=...)``. Axis orders come from both entries' input contracts; ``options`` are
+    engine options (``channel_mode``, ``kernel_collapse``, ``heads``, ``strict``, ``min_share``...). Returns
+    ``(network, report, source entry, converted weights file)``.
+    """
+    from ..loading import build_model, resolve_weights
+    from ..convert.cache import load_converted
+
+    source = resolve_init(entry, init)
+    _check_source(source)
+    from ..loading import _license_notice
+
+    _license_notice(source)
+    path, _ = resolve_weights(source, checkpoint=checkpoint, cache_dir=cache_dir, progress=progress)
+    in_ch = in_channels or entry.input.in_channels
+    classes = num_classes if num_classes is not None else entry.num_classes
+    with torch.device("meta"):
+        target = build_model(entry, in_ch, classes, **dict(arch_overrides or {}))
+    tensors, report = adapt_state_dict(
+        load_converted(path), target, source_axis_order=source.input.axis_order,
+        target_axis_order=entry.input.axis_order, source_name=source.name, target_name=entry.name, **options,
+    )
+    load_into(target, tensors, seed=seed)
+    target.transfer_report = report
+    return target, report, source, path

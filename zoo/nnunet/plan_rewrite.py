@@ -7,6 +7,15 @@ and rounds the patch size to the nearest multiple of the new total strides per a
 the data stays: spacing, normalisation, resampling, batch size, ``data_identifier`` (so the preprocessed data
 is reused) and the other configurations. nnU-Net loads the result with ``-p <plans name>``, and transfer from
 the checkpoint is then complete (every tensor but the segmentation heads copied).
+
+``arch='unetpp'`` makes the configuration a UNet++ (:class:`zoo.archs.nested_unet.NestedUNet`): with a model,
+the checkpoint's topology under the NestedUNet class; without one (``model=None``), the plan's own
+``arch_kwargs`` kept as they are and only ``network_class_name`` replaced (a PlainConvUNet or NestedUNet plan:
+NestedUNet's encoder is PlainConvUNet's). ``arch='unet'`` goes back to PlainConvUNet. The preprocessed data
+(``data_identifier``) stays the same, so one ``nnUNetv2_plan_and_preprocess`` serves both networks::
+
+    zoo plan --plans nnUNetPlans.json --arch unetpp -o nnUNetPlans_unetpp.json
+    nnUNetv2_train DATASET 3d_fullres FOLD -p nnUNetPlans_unetpp -tr nnUNetTrainerUNetPlusPlus
 """
 
 from __future__ import annotations
@@ -28,6 +37,11 @@ from .plans import (
     resolve_configuration,
 )
 
+#: ``arch`` choices of :func:`rewrite_plan` -> medzoo architecture
+ARCH_CHOICES = {"unet": "plain_conv_unet", "unetpp": "nested_unet"}
+#: arch_kwargs only NestedUNet takes (dropped when going back to PlainConvUNet)
+_NESTED_ONLY = ("branch", "deep_supervision_mode")
+
 
 def _permute(values: list, perm: list[int]) -> list:
     return [[int(v[p]) for p in perm] if isinstance(v, list) else v for v in values]
@@ -46,14 +60,24 @@ def rewrite_plan(
     plans_name: str | None = None,
     source_axis_order: str | None = None,
     target_axis_order: str | None = None,
+    arch: str | None = None,
 ) -> dict:
-    """Plans with ``configuration``'s architecture replaced by ``model``'s topology (see module docstring).
+    """Plans with ``configuration``'s architecture replaced by ``model``'s topology (see module docstring),
+    under the network class of ``arch`` (``'unetpp'``, ``'unet'``; default: the checkpoint's class). With
+    ``model=None``, ``arch`` is required and the plan's own topology is kept.
 
     ``plans_name`` sets the plans' ``plans_name`` (default: the stem of ``output``, else unchanged). The result
     is validated before ``output`` is written (atomically). Returns the new plans dict.
     """
     from .export import _check_source, resolve_entry
 
+    if arch is not None and arch not in ARCH_CHOICES:
+        raise PlanError(f"unknown arch {arch!r}; choose one of {sorted(ARCH_CHOICES)}")
+    if model is None:
+        if arch is None:
+            raise PlanError("give a model (its topology replaces the plan's) or arch='unetpp' / 'unet' (keeps the "
+                            "plan's topology, changes the network class)")
+        return _swap_class(plans, configuration, ARCH_CHOICES[arch], output=output, plans_name=plans_name)
     entry, _ = resolve_entry(model)
     _check_source(entry)
     new = load_plans(plans)
@@ -62,6 +86,14 @@ def rewrite_plan(
     if not isinstance(patch, list) or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in patch):
         raise PlanError(f"configuration {configuration!r}: patch_size must be a list of positive integers, got {patch!r}")
     kwargs = entry.build_kwargs()
+    target_arch = ARCH_CHOICES[arch] if arch is not None else entry.architecture
+    if target_arch != entry.architecture:
+        if "nested_unet" in (target_arch, entry.architecture) and "residual_encoder_unet" in (
+                target_arch, entry.architecture):
+            raise PlanError(f"{entry.name!r} is a {entry.architecture}: its topology cannot become a {target_arch} "
+                            "(UNet++ uses PlainConvUNet's encoder)")
+        for key in _NESTED_ONLY:
+            kwargs.pop(key, None)
     dims = 3 if str(kwargs.get("conv_op", "")).endswith("3d") else 2
     if len(patch) != dims:
         raise PlanError(f"configuration {configuration!r} is {len(patch)}D (patch_size {patch}) but {entry.name!r} is a "
@@ -83,19 +115,8 @@ def rewrite_plan(
         total = [t * v for t, v in zip(total, s)]
     new_patch = [_round_to_multiple(p, t) for p, t in zip(patch, total)]
 
-    target_conf = new["configurations"][configuration]
-    for key in LEGACY_KEYS:
-        target_conf.pop(key, None)
-    target_conf["patch_size"] = new_patch
-    target_conf["architecture"] = {
-        "network_class_name": DNA_CLASSES[entry.architecture],
-        "arch_kwargs": kwargs,
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-    }
-    if plans_name is None and output is not None:
-        plans_name = Path(output).stem
-    if plans_name:
-        new["plans_name"] = plans_name
+    _set_architecture(new, configuration, target_arch, kwargs, output=output, plans_name=plans_name)
+    new["configurations"][configuration]["patch_size"] = new_patch
     new["medzoo_pretrained"] = {
         "model": entry.name,
         "configuration": configuration,
@@ -105,10 +126,71 @@ def rewrite_plan(
         "note": ("architecture replaced by the checkpoint's topology; spacing, normalisation and preprocessed data "
                  "unchanged; train with -pretrained_weights from `zoo export-nnunet` on these plans"),
     }
+    if arch is not None:
+        new["medzoo_architecture"] = _architecture_note(configuration, target_arch, None)
     arch_for_configuration(new, configuration, in_channels=1, num_classes=2)  # validate what we would write
+    _write(new, output)
+    return copy.deepcopy(new)
+
+
+def _set_architecture(plans: dict, configuration: str, target_arch: str, kwargs: dict, *,
+                      output: str | os.PathLike | None, plans_name: str | None) -> None:
+    """Write ``configuration``'s architecture block (modern format, legacy keys dropped) and the plans name
+    (default: the output file's stem) into ``plans`` in place."""
+    conf = plans["configurations"][configuration]
+    for key in LEGACY_KEYS:
+        conf.pop(key, None)
+    conf["architecture"] = {
+        "network_class_name": DNA_CLASSES[target_arch],
+        "arch_kwargs": kwargs,
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+    }
+    if plans_name is None and output is not None:
+        plans_name = Path(output).stem
+    if plans_name:
+        plans["plans_name"] = plans_name
+
+
+def _write(plans: dict, output: str | os.PathLike | None) -> None:
     if output is not None:
         from ..hub.integrity import atomic_path
 
         with atomic_path(output) as tmp:
-            tmp.write_text(json.dumps(new, indent=4, sort_keys=False) + "\n")
+            tmp.write_text(json.dumps(plans, indent=4, sort_keys=False) + "\n")
+
+
+def _architecture_note(configuration: str, target_arch: str, before: str | None) -> dict:
+    note = {"configuration": configuration, "network_class_name": DNA_CLASSES[target_arch]}
+    if before is not None:
+        note["network_class_name_before"] = before
+    if target_arch == "nested_unet":
+        note["note"] = (
+            "UNet++ (zoo.archs.nested_unet.NestedUNet, needs medzoo installed where nnU-Net runs); preprocessed data "
+            "unchanged. Train with -tr nnUNetTrainerUNetPlusPlus (export nnUNet_extTrainer=$(python -c \"import "
+            "zoo.nnunet.trainers as t; print(t.EXT_DIR)\")) for UNet++ deep supervision, or the stock nnUNetTrainer")
+    return note
+
+
+def _swap_class(plans: Any, configuration: str, target_arch: str, *, output: str | os.PathLike | None,
+                plans_name: str | None) -> dict:
+    """``configuration`` with its own arch_kwargs under the class of ``target_arch`` (PlainConvUNet <-> NestedUNet)."""
+    new = load_plans(plans)
+    spec = arch_for_configuration(new, configuration, in_channels=1, num_classes=2)  # also converts legacy plans
+    if spec.arch == "residual_encoder_unet":
+        raise PlanError(
+            f"configuration {configuration!r} is a ResidualEncoderUNet plan; UNet++ (and this rewrite) keeps "
+            "PlainConvUNet's encoder (n_conv_per_stage). Plan with nnU-Net's default planner (nnUNetPlans), or give "
+            "a PlainConvUNet checkpoint as model"
+        )
+    from .plans import configuration_architecture
+
+    before = configuration_architecture(new, configuration)["network_class_name"]
+    kwargs = copy.deepcopy(spec.arch_kwargs)
+    if target_arch != "nested_unet":
+        for key in _NESTED_ONLY:
+            kwargs.pop(key, None)
+    _set_architecture(new, configuration, target_arch, kwargs, output=output, plans_name=plans_name)
+    new["medzoo_architecture"] = _architecture_note(configuration, target_arch, before)
+    arch_for_configuration(new, configuration, in_channels=1, num_classes=2)
+    _write(new, output)
     return copy.deepcopy(new)

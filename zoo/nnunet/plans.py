@@ -26,11 +26,16 @@ from typing import Any, Mapping, NamedTuple
 
 from ..errors import ZooError
 
+#: ``network_class_name`` nnU-Net resolves (``pydoc.locate``) for each medzoo architecture of the U-Net family;
+#: NestedUNet (UNet++) is medzoo's own class, so nnU-Net's environment must have medzoo installed
 DNA_CLASSES = {
     "plain_conv_unet": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
     "residual_encoder_unet": "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet",
+    "nested_unet": "zoo.archs.nested_unet.NestedUNet",
 }
-_CLASS_TO_ARCH = {"PlainConvUNet": "plain_conv_unet", "ResidualEncoderUNet": "residual_encoder_unet"}
+_CLASS_TO_ARCH = {"PlainConvUNet": "plain_conv_unet", "ResidualEncoderUNet": "residual_encoder_unet",
+                  "NestedUNet": "nested_unet"}
+_LEGACY_CLASSES = ("PlainConvUNet", "ResidualEncoderUNet")
 
 _COMMON_KWARGS = {
     "n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage_decoder",
@@ -39,10 +44,13 @@ _COMMON_KWARGS = {
 _ALLOWED_KWARGS = {
     "plain_conv_unet": _COMMON_KWARGS | {"n_conv_per_stage", "nonlin_first"},
     "residual_encoder_unet": _COMMON_KWARGS | {"n_blocks_per_stage", "block", "bottleneck_channels", "stem_channels"},
+    "nested_unet": _COMMON_KWARGS | {"n_conv_per_stage", "nonlin_first", "branch", "deep_supervision_mode"},
 }
 _REQUIRED_KWARGS = {
     "plain_conv_unet": ("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage",
                         "n_conv_per_stage_decoder"),
+    "nested_unet": ("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage",
+                    "n_conv_per_stage_decoder"),
     "residual_encoder_unet": ("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides",
                               "n_blocks_per_stage", "n_conv_per_stage_decoder"),
 }
@@ -217,7 +225,7 @@ def _legacy_architecture(conf: Mapping[str, Any], configuration: str) -> dict:
         if key not in conf:
             raise PlanError(f"{_where(configuration, key)} is missing (legacy plans format without 'architecture')")
     cls = conf["UNet_class_name"]
-    if cls not in _CLASS_TO_ARCH:
+    if cls not in _LEGACY_CLASSES:
         raise PlanError(f"{_where(configuration, 'UNet_class_name')} = {cls!r}; the legacy format knows "
                         "PlainConvUNet and ResidualEncoderUNet")
     enc = conf["n_conv_per_stage_encoder"]
@@ -292,7 +300,7 @@ def arch_name(network_class_name: str, configuration: str | None = None) -> str:
     if short not in _CLASS_TO_ARCH:
         raise PlanError(
             f"{_where(configuration, 'architecture.network_class_name')} = {network_class_name!r}: medzoo adapts "
-            "weights into PlainConvUNet and ResidualEncoderUNet plans only"
+            "weights into PlainConvUNet and ResidualEncoderUNet plans (and medzoo's NestedUNet, UNet++) only"
         )
     return _CLASS_TO_ARCH[short]
 
@@ -362,7 +370,7 @@ def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str |
         _axis_list(k, dims, f"{w('kernel_sizes')}[{i}]", odd=True)
     strides = [_axis_list(s, dims, f"{w('strides')}[{i}]", odd=False)
                for i, s in enumerate(_per_stage(kwargs["strides"], n, w("strides")))]
-    enc_key = "n_conv_per_stage" if arch == "plain_conv_unet" else "n_blocks_per_stage"
+    enc_key = "n_blocks_per_stage" if arch == "residual_encoder_unet" else "n_conv_per_stage"
     for i, c in enumerate(_per_stage(kwargs[enc_key], n, w(enc_key))):
         _check_int(c, f"{w(enc_key)}[{i}]")
     for i, c in enumerate(_per_stage(kwargs["n_conv_per_stage_decoder"], n - 1, w("n_conv_per_stage_decoder"))):
@@ -381,6 +389,14 @@ def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str |
             isinstance(kwargs[opkw], dict) and all(isinstance(k, str) for k in kwargs[opkw])
         ):
             raise PlanError(f"{w(opkw)} must be an object of keyword arguments or null, got {kwargs[opkw]!r}")
+    if arch == "nested_unet":
+        branch = kwargs.get("branch")
+        if branch is not None and not (_is_int(branch) and 1 <= branch <= n - 1):
+            raise PlanError(f"{w('branch')} must be null or an integer 1..{n - 1} (the UNet++ sub-network), "
+                            f"got {branch!r}")
+        mode = kwargs.get("deep_supervision_mode", "multiscale")
+        if mode not in ("multiscale", "top_row"):
+            raise PlanError(f"{w('deep_supervision_mode')} must be 'multiscale' or 'top_row', got {mode!r}")
     if arch == "residual_encoder_unet":
         if kwargs.get("block") not in (None, "BasicBlockD", "BottleneckD") and not (
             isinstance(kwargs.get("block"), str) and kwargs["block"].rsplit(".", 1)[-1] in ("BasicBlockD", "BottleneckD")

@@ -40,8 +40,11 @@ Deviations from upstream
   because both coordinates of a cubic Bezier curve with control values ``0, a, c, 1`` (``a, c`` in
   ``[0, 1]``) are monotone in ``t``: the derivative is the quadratic Bernstein form with coefficients
   ``a, c - a, 1 - c`` whose discriminant ``(c - a)**2 - a(1 - c) = a(a - 1) + c(c - a)`` is never positive
-  when it matters (``c < a``). With the defaults the map differs from the 100,000-sample ``np.interp`` by
-  less than ``1e-3`` everywhere and by about ``1e-7`` on average (tested).
+  when it matters (``c < a``). With the defaults the map stays between the reference's values one table step
+  either side of every input (tested for any control points) and differs from the 100,000-sample
+  ``np.interp`` by about ``1e-7`` on average and less than ``1e-3`` for typical curves (tested). Only near a
+  vertical tangent of the map (``x'(t) = 0``, e.g. ``a = 1, c = 0``), a cube-root profile no uniform table
+  resolves, does the pointwise difference reach about ``1e-2``.
 * Multi-channel cubes: upstream shuffles channel 0 only; here all channels (see above).
 """
 
