@@ -303,6 +303,13 @@ def test_volume_smaller_than_the_grid_is_refused_naming_the_file(tmp_path):
     cfg = preset("rpl", "demo")
     with pytest.raises(GridTooLargeError, match=r"small_ct\.nrrd.*smaller than the 3x3x3 grid"):
         prepare_cubes([small], None, cfg)
+    # --skip-small: the small volume is logged and left out; the others are used
+    big = tmp_path / "big_ct.nrrd"
+    write_nrrd(big, np.random.default_rng(0).integers(-1000, 1000, (60, 60, 60)).astype(np.int16), (2.5, 2.5, 2.5),
+               (0, 0, 0), None)
+    lines = []
+    data = prepare_cubes([small, big], [big], cfg, log=lines.append, skip_small=True)
+    assert [r["path"] for r in data.files] == [str(big), str(big)] and any("skipped" in x for x in lines)
     from export.ssl3d.__main__ import main
 
     assert main(["--task", "rpl", "--preset", "demo", "--data", str(small), "--out", str(tmp_path / "o")]) == 2

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-fraction", type=float, nargs=2, metavar=("LOW", "HIGH"))
     p.add_argument("--cubes-per-volume", type=int)
     p.add_argument("--min-foreground", type=float)
+    p.add_argument("--skip-small", action="store_true",
+                   help="leave out volumes smaller than the task's cube (default: stop with an error naming them)")
     add_training_arguments(p)
     return p
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = encoder_spec(cfg.encoder, features=cfg.features, dropout=cfg.dropout, norm_momentum=cfg.norm_momentum,
                             plans=args.plans, configuration=args.configuration, depth=cfg.depth)
-        data = prepare_cubes(args.data, args.val_data, cfg, log=log)
+        data = prepare_cubes(args.data, args.val_data, cfg, log=log, skip_small=args.skip_small)
     except (ZooError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

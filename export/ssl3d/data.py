@@ -66,7 +66,8 @@ def volume_cubes(path: Path, cfg: SSLConfig, seed: int) -> tuple[np.ndarray, str
         if min(volume.shape_zyx) * cfg.crop_fraction[0] < 2 * cells:
             raise GridTooLargeError(
                 f"{path}: volume of shape (z, y, x) = {volume.shape_zyx} is too small for {grid_description(cfg)}: "
-                f"a crop of {cfg.crop_fraction[0]:g} of it has fewer than 2 voxels per grid cell")
+                f"a crop of {cfg.crop_fraction[0]:g} of it has fewer than 2 voxels per grid cell "
+                "(--skip-small leaves such volumes out)")
         cubes = resized_crops(clip_zscore(volume.array), cfg.size, cfg.cubes_per_volume, cfg.crop_fraction,
                               np.random.default_rng(seed))
         return cubes[:, None], volume.modality or "unknown"
@@ -76,7 +77,8 @@ def volume_cubes(path: Path, cfg: SSLConfig, seed: int) -> tuple[np.ndarray, str
         where = f" after resampling to {cfg.spacing_zyx} mm" if cfg.spacing_zyx is not None else ""
         raise GridTooLargeError(
             f"{path}: volume of shape (z, y, x) = {volume.shape_zyx}{where} is smaller than {grid_description(cfg)} "
-            f"the {cfg.task} task cuts from it; use larger volumes, a finer --spacing or a smaller --size")
+            f"the {cfg.task} task cuts from it; use larger volumes, a finer --spacing or a smaller --size "
+            "(or --skip-small to leave such volumes out)")
     array = clip_zscore(volume.array)
     cubes = sample_cubes(array, (cfg.size,) * 3, cfg.cubes_per_volume, np.random.default_rng(seed),
                          max_tissue=None, min_foreground=cfg.min_foreground, threshold=0.0, border_zyx=(0, 0, 0),
@@ -106,8 +108,9 @@ def resized_crops(array: np.ndarray, size: int, n: int, fraction: tuple[float, f
 
 
 def prepare_cubes(paths: Sequence[str | Path], val_paths: Sequence[str | Path] | None, cfg: SSLConfig,
-                  log: Callable[[str], None] = print) -> SSLData:
-    """Read, resample, normalise and cut every volume (see the module docstring)."""
+                  log: Callable[[str], None] = print, skip_small: bool = False) -> SSLData:
+    """Read, resample, normalise and cut every volume (see the module docstring). A volume smaller than the
+    task's cube raises :class:`GridTooLargeError`, or with ``skip_small`` is logged and left out."""
     train_files = find_volumes(paths, what="volumes")
     if val_paths:
         val_files = find_volumes(val_paths, what="volumes")
@@ -117,7 +120,13 @@ def prepare_cubes(paths: Sequence[str | Path], val_paths: Sequence[str | Path] |
             train_files, val_files = train_files[:-1], train_files[-1:]
     train, val, records, modalities = [], [], [], set()
     for i, (role, path) in enumerate([("train", p) for p in train_files] + [("val", p) for p in val_files]):
-        cubes, modality = volume_cubes(path, cfg, seed=cfg.seed * 1000 + i)
+        try:
+            cubes, modality = volume_cubes(path, cfg, seed=cfg.seed * 1000 + i)
+        except GridTooLargeError as err:
+            if not skip_small:
+                raise
+            log(f"skipped {err}")
+            continue
         modalities.add(modality)
         log(f"{role:5s} {path}: {len(cubes)} cubes of {cfg.size}^3 ({cfg.sampling})")
         if len(cubes) == 0:
