@@ -52,3 +52,24 @@ med3d_resnet50 = _med3d(50)
 med3d_resnet101 = _med3d(101)
 med3d_resnet152 = _med3d(152)
 med3d_resnet200 = _med3d(200)
+
+
+def i3d_resnet18_imagenet(pretrained: bool = True, **kwargs):
+    """timm's 2D ImageNet ResNet-18 inflated I3D-style to a 3D ResNet (Med3D layout, output stride 32): the
+    natural-image baseline. Input (N, 1, D, H, W), z-scored CT/MR. Licence: Apache-2.0 (ImageNet terms apply)."""
+    return _load("i3d-resnet18-imagenet", pretrained=pretrained, **kwargs)
+
+
+def i3d_resnet50_imagenet(pretrained: bool = True, **kwargs):
+    """timm's 2D ImageNet ResNet-50 inflated I3D-style to a 3D ResNet (Med3D layout, output stride 32): the
+    natural-image baseline. Input (N, 1, D, H, W), z-scored CT/MR. Licence: Apache-2.0 (ImageNet terms apply)."""
+    return _load("i3d-resnet50-imagenet", pretrained=pretrained, **kwargs)
+
+
+def unetpp_liver(pretrained: bool = True, **kwargs):
+    """UNet++ (NestedUNet) on the nnU-Net liver plan, 1 CT channel, 3 classes. No supervised liver weights are
+    published: ``pretrained=True`` initialises the encoder and the matching decoder from the Models Genesis
+    nnU-Net (``init='genesis'``); ``pretrained=False`` gives a random network. Licence: non-commercial (ASU)."""
+    if pretrained:
+        kwargs.setdefault("init", "genesis")
+    return _load("unetpp-liver", pretrained=False, **kwargs)

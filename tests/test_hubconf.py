@@ -10,7 +10,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-EXPECTED = {"load", "genesis_chest_ct", "genesis_nnunet"} | {f"med3d_resnet{d}" for d in (10, 18, 34, 50, 101, 152, 200)}
+EXPECTED = ({"load", "genesis_chest_ct", "genesis_nnunet", "i3d_resnet18_imagenet", "i3d_resnet50_imagenet", "unetpp_liver"}
+            | {f"med3d_resnet{d}" for d in (10, 18, 34, 50, 101, 152, 200)})
 
 
 def _hubconf():
@@ -44,3 +45,13 @@ def test_torch_hub_generic_load_passes_arguments():
     model = torch.hub.load(str(REPO), "load", "med3d-resnet10", source="local", pretrained=False,
                            in_channels=2, verbose=False)
     assert model.conv1.weight.shape[1] == 2
+
+
+@pytest.mark.filterwarnings("ignore::zoo.LicenseWarning")
+def test_torch_hub_unetpp_liver_starts_from_the_genesis_nnunet(tmp_path_factory):
+    from upstream import genesis_lung_cache
+
+    cache = genesis_lung_cache(tmp_path_factory)
+    model = torch.hub.load(str(REPO), "unetpp_liver", source="local", cache_dir=cache, progress=False, verbose=False)
+    assert "initialised from genesis-chest-ct-nnunet-lung" in str(model.load_report)
+    assert model.transfer_report.share_initialised_body > 0.7
