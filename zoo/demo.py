@@ -111,7 +111,8 @@ def run_demo(out_dir: str | os.PathLike = "medzoo-demo", *, seed: int = 0, progr
     mse_damaged = float(np.mean((damaged - target) ** 2))
     mse_restored = float(np.mean((restored - target) ** 2))
     z = cube.shape[0] // 2
-    png = save_panels(out / "restoration.png", [target[z], damaged[z], restored[z]])
+    png = save_panels(out / "restoration.png", [target[z], damaged[z], restored[z]],
+                      titles=["original", f"damaged MSE {mse_damaged:.3f}", f"restored MSE {mse_restored:.3f}"])
     log(f"3. restored a damaged {tuple(cube.shape)} (z, y, x) cube of {DEMO_CT.name} ({', '.join(applied)}): "
         f"MSE {mse_damaged:.4f} damaged -> {mse_restored:.4f} restored; picture {png}")
 

@@ -1,7 +1,8 @@
-"""Dependency-free pictures: side-by-side grey-level panels written as PNG.
+"""Dependency-free pictures: side-by-side grey-level panels with captions, written as PNG.
 
 Used by ``zoo demo`` and the pretraining scripts (original | damaged | restored). matplotlib is not needed;
-each panel is a 2-D array scaled to [0, 255] with a white gap between panels.
+each panel is a 2-D array scaled to [0, 255] with a white gap between panels; captions use the bitmap font
+of :mod:`zoo.viz_font`.
 """
 
 from __future__ import annotations
@@ -43,15 +44,40 @@ def to_uint8(array: np.ndarray, low: float | None = None, high: float | None = N
     return (np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def caption(text: str, width: int, text_scale: int = 2, pad: int = 3) -> np.ndarray:
+    """uint8 strip (7 * text_scale + 2 * pad, width): dark ``text`` on white, cut to ``width`` when too wide
+    (``..`` marks the cut)."""
+    from .viz_font import render_text
+
+    strip = np.full((7 * text_scale + 2 * pad, width), 255, np.uint8)
+    mask = render_text(text, text_scale)
+    if mask.shape[1] > width - 2:
+        keep = max(0, (width - 2) // (6 * text_scale) - 2)
+        mask = render_text(text[:keep] + "..", text_scale)[:, : width - 2]
+    strip[pad:pad + mask.shape[0], 1:1 + mask.shape[1]][mask] = 0
+    return strip
+
+
+def _caption_scale(titles: Sequence[str], widths: Sequence[int]) -> int:
+    """2 when every title fits its panel at twice the font size, else 1 (one size for all captions)."""
+    return 2 if all(len(t) * 12 <= w - 2 for t, w in zip(titles, widths)) else 1
+
+
 def save_panels(path: str | os.PathLike, panels: Sequence[np.ndarray], low: float = 0.0, high: float = 1.0,
-                scale: int = 3, gap: int = 4) -> Path:
-    """Write 2-D ``panels`` (each (H, W), values in [low, high]) side by side as one PNG, enlarged ``scale``x.
+                scale: int = 3, gap: int = 4, titles: Sequence[str] | None = None) -> Path:
+    """Write 2-D ``panels`` (each (H, W), values in [low, high]) side by side as one PNG, enlarged ``scale``x,
+    each under its title when ``titles`` (one per panel) is given.
 
     Panels are padded to the tallest one; the file is written atomically. Returns the path.
     """
     if not panels:
         raise ValueError("save_panels needs at least one panel")
+    if titles is not None and len(titles) != len(panels):
+        raise ValueError(f"save_panels got {len(titles)} titles for {len(panels)} panels; give one per panel")
     tiles = [np.kron(to_uint8(p, low, high), np.ones((scale, scale), np.uint8)) for p in panels]
+    if titles is not None:
+        size = _caption_scale(titles, [tile.shape[1] for tile in tiles])
+        tiles = [np.concatenate([caption(t, tile.shape[1], size), tile]) for t, tile in zip(titles, tiles)]
     height = max(t.shape[0] for t in tiles)
     parts = []
     for i, tile in enumerate(tiles):

@@ -158,7 +158,7 @@ class GenesisTask:
         net.train()
         z = damaged.shape[2] // 2
         save_panels(path, [target[0, 0, z].float().cpu().numpy(), damaged[0, 0, z].float().cpu().numpy(),
-                           restored[0, 0, z].float().cpu().numpy()])
+                           restored[0, 0, z].float().cpu().numpy()], titles=["original", "damaged", "restored"])
 
 
 def train(

@@ -175,17 +175,21 @@ class Med3DTask:
     def panel(self, net: nn.Module, autocast: Autocast, path: Path) -> None:
         """Per data set: image | labels | prediction, middle z slice of the first validation crop."""
         net.eval()
-        tiles = []
+        tiles, titles = [], []
         with torch.no_grad():
             for j, (images, labels) in enumerate(self.val):
                 with autocast():
                     pred = net(images[:1], j).float().argmax(1)
                 z = images.shape[2] // 2
                 k = max(1, self.datasets[j].num_classes - 1)
-                tiles += [images[0, 0, z].cpu().numpy(), labels[0, z].float().cpu().numpy() / k,
+                image = images[0, 0, z].float().cpu().numpy()   # z-scored: shown from its own min to max
+                image = (image - image.min()) / max(float(image.max() - image.min()), 1e-6)
+                tiles += [image, labels[0, z].float().cpu().numpy() / k,
                           pred[0, z].float().cpu().numpy() / k]
+                short = self.datasets[j].name.split("_", 1)[-1]
+                titles += [short, "labels", "prediction"]
         net.train()
-        save_panels(path, tiles)
+        save_panels(path, tiles, titles=titles)
 
 
 def _dice_from_pred(pred: Tensor, labels: Tensor, num_classes: int) -> float:
