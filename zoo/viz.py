@@ -32,7 +32,8 @@ def encode_png(image: np.ndarray) -> bytes:
     rows = img.reshape(height, -1)
     raw = b"".join(b"\x00" + rows[r].tobytes() for r in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6))
+            + _chunk(b"IEND", b""))
 
 
 def to_uint8(array: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
