@@ -296,7 +296,8 @@ def test_registry_listing_and_filters():
 
 def test_import_zoo_is_light():
     code = (
-        "import sys, zoo; zoo.list_models(); zoo.info('med3d-resnet10');"
+        "import sys, zoo, zoo.convert.formats, zoo.convert.inflate2d; zoo.list_models(); zoo.info('med3d-resnet10');"
+        "zoo.load('i3d-resnet18-imagenet', pretrained=False);"
         "bad=[m for m in ('timm','huggingface_hub','nnunetv2','monai','torchvision') if m in sys.modules];"
         "print(bad); assert not bad"
     )
