@@ -1,4 +1,4 @@
-"""torchrun / DDP helpers: join the process group, reproducible generators, all-reduced means.
+"""torchrun / DDP helpers: join the process group, reproducible generators, rank-sharded batches, all-reduced means.
 
 A script started with ``torchrun --nproc_per_node=N`` sees ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; a plain
 ``python -m ...`` sees none of them and runs as a single process (world size 1, no process group).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -66,3 +66,22 @@ def mean_over_ranks(values: Mapping[str, float], info: DistInfo, device: torch.d
     t = torch.tensor([float(values[k]) for k in keys], device=device, dtype=torch.float64)
     dist.all_reduce(t)
     return {k: float(v) / info.world for k, v in zip(keys, t.tolist())}
+
+
+def pool_steps(n: int, info: DistInfo, batch_size: int, advice: str) -> int:
+    """Optimiser steps per epoch when each rank takes ``n // world`` items of a pool of ``n`` in batches of
+    ``batch_size``; raises ``ValueError`` (ending with ``advice``) when a rank cannot fill one batch."""
+    per_rank = n // info.world
+    if per_rank < batch_size:
+        raise ValueError(f"{n} training cubes over {info.world} processes is fewer than one batch of "
+                         f"{batch_size}; {advice}")
+    return per_rank // batch_size
+
+
+def pool_batches(n: int, seed: int, epoch: int, info: DistInfo, batch_size: int, steps: int) -> Iterator[np.ndarray]:
+    """``steps`` sorted index batches for this rank: a (seed, epoch) permutation of the pool, dealt out to the
+    ranks in turn, so the ranks' batches are disjoint and depend on nothing but (seed, epoch, rank)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)[info.rank::info.world][: n // info.world]
+    for step in range(steps):
+        yield np.sort(order[step * batch_size:(step + 1) * batch_size])
+

@@ -26,13 +26,13 @@ from zoo.archs import build_architecture
 from zoo.transforms.genesis import genesis_corrupt
 from zoo.viz import save_panels
 
-from ..common.distributed import DistInfo, init_distributed, seeded_generator
+from ..common.distributed import DistInfo, pool_batches, pool_steps, seeded_generator
 from ..common.loop import CHECKPOINT, Autocast, FitResult, fit
 from ..common.loop import History as _History
 from .config import TrainConfig
 
-__all__ = ["CHECKPOINT", "GenesisTask", "History", "TrainResult", "build_network", "init_distributed",
-           "normalize_input", "restoration_loss", "train"]
+__all__ = ["CHECKPOINT", "GenesisTask", "History", "TrainResult", "build_network", "normalize_input",
+           "restoration_loss", "train"]
 
 TrainResult = FitResult
 
@@ -102,22 +102,12 @@ class GenesisTask:
         self.val_damaged, self.val_target = corrupted.damaged, corrupted.target
 
     def steps_per_epoch(self, info: DistInfo) -> int:
-        n_train = self.train_cubes.shape[0]
-        per_rank = n_train // info.world
-        if per_rank < self.cfg.batch_size:
-            raise ValueError(
-                f"{n_train} training cubes over {info.world} processes is fewer than one batch of "
-                f"{self.cfg.batch_size}; add volumes, raise cubes_per_volume or lower batch_size"
-            )
-        return max(1, per_rank // self.cfg.batch_size)
+        return pool_steps(self.train_cubes.shape[0], info, self.cfg.batch_size,
+                          "add volumes, raise cubes_per_volume or lower batch_size")
 
     def epoch_batches(self, epoch: int, info: DistInfo):
-        n_train = self.train_cubes.shape[0]
-        per_rank = n_train // info.world
-        bs = self.cfg.batch_size
-        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(n_train)[info.rank::info.world][:per_rank]
-        for step in range(self.steps_per_epoch(info)):
-            yield np.sort(order[step * bs:(step + 1) * bs])
+        return pool_batches(self.train_cubes.shape[0], self.cfg.seed, epoch, info, self.cfg.batch_size,
+                            self.steps_per_epoch(info))
 
     def loss(self, net: nn.Module, batch: np.ndarray, generator: torch.Generator,
              autocast: Autocast) -> tuple[Tensor, dict[str, float]]:

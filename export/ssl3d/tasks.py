@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..common.distributed import DistInfo, seeded_generator
+from ..common.distributed import DistInfo, pool_batches, pool_steps, seeded_generator
 from ..common.loop import Autocast
 from . import labels as L
 from .config import SSLConfig
@@ -181,22 +181,14 @@ class SSLTask:
             self.val_batches.append(self.make(cubes, g, pool))
 
     def steps_per_epoch(self, info: DistInfo) -> int:
-        n = len(self.train_cubes)
-        per_rank = n // info.world
-        if per_rank < self.cfg.batch_size:
-            raise ValueError(f"{n} training cubes over {info.world} processes is fewer than one batch of "
-                             f"{self.cfg.batch_size}; add volumes, raise --cubes-per-volume or lower --batch-size")
-        steps = per_rank // self.cfg.batch_size
+        steps = pool_steps(len(self.train_cubes), info, self.cfg.batch_size,
+                           "add volumes, raise --cubes-per-volume or lower --batch-size")
         return min(steps, self.cfg.steps_per_epoch) if self.cfg.steps_per_epoch else steps
 
     def epoch_batches(self, epoch: int, info: DistInfo):
         """Disjoint batches per rank from a (seed, epoch) permutation of the cube pool."""
-        n = len(self.train_cubes)
-        per_rank = n // info.world
-        bs = self.cfg.batch_size
-        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(n)[info.rank::info.world][:per_rank]
-        for step in range(self.steps_per_epoch(info)):
-            yield np.sort(order[step * bs:(step + 1) * bs])
+        return pool_batches(len(self.train_cubes), self.cfg.seed, epoch, info, self.cfg.batch_size,
+                            self.steps_per_epoch(info))
 
     def loss(self, net: nn.Module, batch: np.ndarray, generator: torch.Generator,
              autocast: Autocast) -> tuple[Tensor, dict[str, float]]:
