@@ -83,6 +83,27 @@ def curve_table(history: Mapping[str, Any], keys: Sequence[str] = ()) -> str:
     return "\n".join([head, sep, *rows])
 
 
+def provenance_md(prov: Mapping[str, Any]) -> str:
+    """The ``## Provenance`` section of a card draft: command, commit, why and when the run stopped."""
+    h = prov["history"]
+    return f"""## Provenance
+
+- command: `{prov['command']}`
+- git commit: `{prov['git_commit']}`
+- stopped: {prov['stopped_because']} after {len(h['val_loss'])} epochs ({prov['minutes']:.1f} min on {prov['device']}, {prov['world_size']} process(es))
+- best epoch: {prov['best_epoch']}"""
+
+
+def hyperparameters_md(config: Mapping[str, Any]) -> str:
+    """The ``## Hyper-parameters`` section of a card draft: the run's configuration as JSON."""
+    return f"""## Hyper-parameters
+
+```json
+{json.dumps(config, indent=2, default=list)}
+```
+"""
+
+
 def generic_card(entry: ModelEntry, prov: Mapping[str, Any], *, script: str, metric_keys: Sequence[str] = (),
                  baseline_notes: Mapping[str, str] | None = None) -> str:
     """A model-card draft for a run of ``script``: provenance, baselines, curves, data, hyper-parameters."""
@@ -101,12 +122,7 @@ pipeline_tag: image-feature-extraction
 
 {entry.description}
 
-## Provenance
-
-- command: `{prov['command']}`
-- git commit: `{prov['git_commit']}`
-- stopped: {prov['stopped_because']} after {len(h['val_loss'])} epochs ({prov['minutes']:.1f} min on {prov['device']}, {prov['world_size']} process(es))
-- best epoch: {prov['best_epoch']}
+{provenance_md(prov)}
 
 ## Baselines (measured in this run, before training)
 
@@ -124,9 +140,4 @@ pipeline_tag: image-feature-extraction
 |---|---|---|
 {rows}
 
-## Hyper-parameters
-
-```json
-{json.dumps(prov['config'], indent=2, default=list)}
-```
-"""
+{hyperparameters_md(prov['config'])}"""

@@ -7,7 +7,6 @@ hyper-parameters, final and best losses against the identity and untrained basel
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,7 +15,7 @@ from torch import Tensor
 from zoo.entries.genesis import GENESIS_PAPER, GENESIS_RESTORATION
 from zoo.registry import InputContract, License, ModelEntry, Pretraining
 
-from ..common.output import provenance as run_provenance, write_run_output
+from ..common.output import hyperparameters_md, provenance as run_provenance, provenance_md, write_run_output
 from .config import TrainConfig
 from .train import History
 
@@ -53,7 +52,7 @@ def run_entry(name: str, cfg: TrainConfig, data_summary: str, datasets: tuple[st
 
 
 def card_draft(entry: ModelEntry, provenance: Mapping[str, Any]) -> str:
-    h, cfg = provenance["history"], provenance["config"]
+    h = provenance["history"]
     rows = "\n".join(f"| {f['path']} | {f['sha256']} |" for f in provenance["data_files"])
     return f"""---
 license: {entry.license.spdx}
@@ -65,12 +64,7 @@ pipeline_tag: image-segmentation
 
 {entry.description}
 
-## Provenance
-
-- command: `{provenance['command']}`
-- git commit: `{provenance['git_commit']}`
-- stopped: {provenance['stopped_because']} after {len(h['val_loss'])} epochs ({provenance['minutes']:.1f} min on {provenance['device']}, {provenance['world_size']} process(es))
-- best epoch: {provenance['best_epoch']}
+{provenance_md(provenance)}
 
 | validation MSE (fixed corruption of held-out cubes) | value |
 |---|---|
@@ -86,12 +80,7 @@ pipeline_tag: image-segmentation
 |---|---|
 {rows}
 
-## Hyper-parameters
-
-```json
-{json.dumps(cfg, indent=2, default=list)}
-```
-"""
+{hyperparameters_md(provenance['config'])}"""
 
 
 def write_output(
