@@ -78,6 +78,9 @@ class _Stages(nn.Module):
 
 
 class _HeadMixin(nn.Module):
+    """Shared forward: ``encoder`` returns the per-stage maps; optional pooled ``head``."""
+
+    encoder: nn.Module
     features_only: bool
     num_classes: int | None
 
@@ -88,7 +91,7 @@ class _HeadMixin(nn.Module):
             self.head = nn.Linear(channels, num_classes)
 
     def _skips(self, x: Tensor) -> list[Tensor]:
-        raise NotImplementedError
+        return self.encoder(x)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The bottleneck feature map (N, features[-1], ...)."""
@@ -128,9 +131,6 @@ class TalebUNetEncoder(_HeadMixin):
         self._make_head(features[-1], num_classes)
         if not on_meta_device(self):
             self.apply(self.initialize)
-
-    def _skips(self, x: Tensor) -> list[Tensor]:
-        return self.encoder(x)
 
     @staticmethod
     def initialize(module: nn.Module) -> None:
@@ -175,13 +175,15 @@ class NNUNetEncoder(_HeadMixin):
         if not on_meta_device(self):
             self.apply(self.initialize)
 
-    def _skips(self, x: Tensor) -> list[Tensor]:
-        return self.encoder(x)
-
     def initialize(self, module: nn.Module) -> None:
         he_init(module)
         if self.unet == "residual_encoder_unet":
             zero_last_norm(module)
+
+
+def _check_num_classes(num_classes: int | None) -> None:
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
+        raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
 
 
 def build_ssl3d_unet_encoder(*, in_channels: int = 1, num_classes: int | None = None,
@@ -189,14 +191,12 @@ def build_ssl3d_unet_encoder(*, in_channels: int = 1, num_classes: int | None = 
                              norm_op_kwargs: dict[str, Any] | None = None,
                              features_only: bool = False) -> TalebUNetEncoder:
     """The Taleb et al. 3D U-Net encoder; ``num_classes`` adds a pooled linear head."""
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
-        raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
+    _check_num_classes(num_classes)
     return TalebUNetEncoder(in_channels, features_per_stage, dropout, norm_op_kwargs, num_classes, features_only)
 
 
 def build_nnunet_encoder(*, in_channels: int = 1, num_classes: int | None = None, unet: str = "plain_conv_unet",
                          features_only: bool = False, **plan_arch_kwargs: Any) -> NNUNetEncoder:
     """The encoder of an nnU-Net plan (``plan_arch_kwargs`` = the plan's ``architecture.arch_kwargs``)."""
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
-        raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
+    _check_num_classes(num_classes)
     return NNUNetEncoder(in_channels, unet, num_classes, features_only, **plan_arch_kwargs)

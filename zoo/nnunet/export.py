@@ -256,13 +256,11 @@ def initialise_from(
     engine options (``channel_mode``, ``kernel_collapse``, ``heads``, ``strict``, ``min_share``...). Returns
     ``(network, report, source entry, converted weights file)``.
     """
-    from ..loading import build_model, resolve_weights
     from ..convert.cache import load_converted
+    from ..loading import _license_notice, build_model, resolve_weights
 
     source = resolve_init(entry, init)
     _check_source(source)
-    from ..loading import _license_notice
-
     _license_notice(source)
     path, _ = resolve_weights(source, checkpoint=checkpoint, cache_dir=cache_dir, progress=progress)
     in_ch = in_channels or entry.input.in_channels

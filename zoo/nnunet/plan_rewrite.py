@@ -32,6 +32,7 @@ from .plans import (
     LEGACY_KEYS,
     PlanError,
     arch_for_configuration,
+    configuration_architecture,
     load_plans,
     plan_axis_order,
     resolve_configuration,
@@ -182,8 +183,6 @@ def _swap_class(plans: Any, configuration: str, target_arch: str, *, output: str
             "PlainConvUNet's encoder (n_conv_per_stage). Plan with nnU-Net's default planner (nnUNetPlans), or give "
             "a PlainConvUNet checkpoint as model"
         )
-    from .plans import configuration_architecture
-
     before = configuration_architecture(new, configuration)["network_class_name"]
     kwargs = copy.deepcopy(spec.arch_kwargs)
     if target_arch != "nested_unet":
