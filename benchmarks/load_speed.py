@@ -31,15 +31,10 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-CHILD_PRELUDE = """
-import json, os, sys, time
-def rss_mb():
-    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
-def peak_mb():
-    # VmHWM belongs to this process image; ru_maxrss would carry over the forking parent's peak across exec
-    for line in open('/proc/self/status'):
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) / 1024
+from child_memory import MEMORY_PRELUDE
+
+CHILD_PRELUDE = MEMORY_PRELUDE + """
+import json, sys, time
 """
 
 MONAI_PATH = """

@@ -41,6 +41,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from child_memory import MEMORY_PRELUDE
+
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "genesis-chest-ct-nnunet-lung"
 
@@ -170,14 +172,8 @@ def share_genesis_rule(plans_path: Path, ds: dict, source_shapes: dict) -> float
     return sum(_numel(s) for k, s in shapes.items() if source_shapes.get(k) == s) / total
 
 
-TIMING_CHILD = """
-import json, os, sys, time
-def rss_mb():
-    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
-def peak_mb():
-    for line in open('/proc/self/status'):
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) / 1024
+TIMING_CHILD = MEMORY_PRELUDE + """
+import json, sys, time
 import torch, zoo
 from zoo.nnunet.export import adapt_to_plan
 import warnings; warnings.simplefilter('ignore')

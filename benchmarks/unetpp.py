@@ -29,6 +29,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from child_memory import MEMORY_PRELUDE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r'''
@@ -42,11 +44,7 @@ from zoo.archs import build_architecture
 from zoo.entries.genesis import LUNG_PLAN_ARCH_KWARGS
 
 def hwm():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return peak_mb() * 2**20
 
 def reset_hwm():
     try:
@@ -115,7 +113,7 @@ def run_child(arch: str, mode: str | None, args: argparse.Namespace, device: str
     params = {"root": str(ROOT), "threads": args.threads, "device": device, "arch": arch, "mode": mode,
               "batch": args.batch, "patch": list(args.patch), "repeats": args.repeats, "branches": infer_branches}
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(CHILD), json.dumps(params)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", MEMORY_PRELUDE + textwrap.dedent(CHILD), json.dumps(params)], capture_output=True,
                           text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{arch} ({mode}) on {device} failed:\n{proc.stderr[-3000:]}")
