@@ -8,10 +8,6 @@ bad input gives errors naming the file; the output folder loads with ``zoo.load`
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +21,8 @@ from export.genesis.config import TrainConfig
 from export.genesis.data import prepare_cubes
 from export.genesis.output import write_output
 from export.genesis.train import CHECKPOINT, train
+
+from torchrun_ranks import torchrun_two_cpu_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 CT = REPO / "zoo" / "assets" / "demo" / "chest_ct_lung2_crop.nrrd"
@@ -109,29 +107,14 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(cubes, tmp_path, mo
 
 
 def test_torchrun_two_cpu_processes_stay_identical(tmp_path):
-    worker = tmp_path / "worker.py"
-    worker.write_text(textwrap.dedent(f"""
-        import hashlib, json, os, sys
-        sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'tests')!r})
-        import torch
+    ranks = torchrun_two_cpu_ranks(tmp_path, """
         from test_genesis_training import tiny_config, CT
         from export.genesis.data import prepare_cubes
         from export.genesis.train import train
         cfg = tiny_config(max_epochs=1, batch_size=2)
         data = prepare_cubes([CT], None, cfg, log=lambda *_: None)
-        result = train(cfg, data.train, data.val, {str(tmp_path / 'run')!r}, device="cpu", progress=False, max_steps=3)
-        digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in result.best_state.values())).hexdigest()
-        rank = os.environ["RANK"]
-        open({str(tmp_path)!r} + f"/rank{{rank}}.json", "w").write(json.dumps(
-            {{"digest": digest, "train_loss": result.history.train_loss}}))
-        import torch.distributed as dist
-        dist.destroy_process_group()
-    """))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-                          str(worker)], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+        result = train(cfg, data.train, data.val, RUN, device="cpu", progress=False, max_steps=3)
+    """, port=29531)
     assert ranks[0]["digest"] == ranks[1]["digest"]            # DDP kept the replicas identical
     assert ranks[0]["train_loss"] == ranks[1]["train_loss"]    # all-reduced loss
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.suffix == ".pt") == [CHECKPOINT]

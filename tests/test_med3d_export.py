@@ -10,10 +10,6 @@ pyradiomics volumes can be fetched.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +30,8 @@ from export.med3d.output import write_output
 from export.med3d.train import Med3DTask, train
 from export.common.distributed import DistInfo
 from zoo.io import read_volume
+
+from torchrun_ranks import torchrun_two_cpu_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 CT = REPO / "zoo" / "assets" / "demo" / "chest_ct_lung2_crop.nrrd"
@@ -240,28 +238,14 @@ def test_demo_domains_from_public_volumes(tmp_path):
 
 
 def test_torchrun_two_cpu_processes_med3d(domains, tmp_path):
-    worker = tmp_path / "worker.py"
-    worker.write_text(textwrap.dedent(f"""
-        import hashlib, json, os, sys
-        sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'tests')!r})
+    ranks = torchrun_two_cpu_ranks(tmp_path, f"""
         from test_med3d_export import tiny_config
         from export.med3d.data import load_datasets
         from export.med3d.train import train
         cfg = tiny_config()
         datasets = load_datasets({[str(d) for d in domains]!r}, cfg, log=lambda *_: None)
-        result = train(cfg, datasets, {str(tmp_path / 'run')!r}, device="cpu", progress=False, max_steps=3)
-        digest = hashlib.sha256(b"".join(v.numpy().tobytes() for k, v in result.best_state.items()
-                                         if "running" not in k and "num_batches" not in k)).hexdigest()
-        open({str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.json", "w").write(json.dumps(
-            {{"digest": digest, "train_loss": result.history.train_loss}}))
-        import torch.distributed as dist
-        dist.destroy_process_group()
-    """))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29535",
-                          str(worker)], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+        result = train(cfg, datasets, RUN, device="cpu", progress=False, max_steps=3)
+    """, port=29535)
     assert ranks[0]["digest"] == ranks[1]["digest"]            # DDP kept the replicas identical
     assert ranks[0]["train_loss"] == ranks[1]["train_loss"]    # all-reduced loss
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.suffix == ".pt") == ["checkpoint.pt"]
