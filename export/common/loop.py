@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from zoo.state_dict import canonicalize
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import JsonConfig
 from .distributed import DistInfo, init_distributed, mean_over_ranks, seeded_generator
 
 CHECKPOINT = "checkpoint.pt"
@@ -75,7 +76,7 @@ class Task(Protocol):
 
 
 @dataclass
-class LoopConfig:
+class LoopConfig(JsonConfig):
     """The loop's settings. Any object with these attributes works (``export.genesis.config.TrainConfig``).
 
     ``optimizer``: ``"sgd"`` (``lr``, ``momentum``, ``weight_decay``) or ``"adam"`` (``lr``, ``weight_decay``).
@@ -94,9 +95,6 @@ class LoopConfig:
     seed: int = 1
     panel_every: int = 0
     amp: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass

@@ -6,7 +6,6 @@ Cubes are (C, Z, Y, X) in nnU-Net's numpy axis order (:mod:`zoo.io` returns (Z, 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,13 +14,15 @@ from zoo.entries.genesis import GENESIS_NNUNET_CT_STD as LUNG_CT_STD
 from zoo.entries.genesis import LUNG_PLAN_ARCH_KWARGS
 from zoo.entries.demo import DEMO_ARCH_KWARGS
 
+from ..common.config import JsonConfig
+
 #: the demo network (registry entry genesis-ct-demo): the first three stages of a default nnU-Net 3d_fullres
 #: plan (32, 64, 128 features), about 1.4 M parameters (5.4 MB in fp32)
 DEMO_PLAN_ARCH_KWARGS: dict[str, Any] = DEMO_ARCH_KWARGS
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Everything that defines a run; saved into checkpoints and the output's provenance.
 
     ``architecture`` is a :mod:`zoo.archs` name; ``arch_kwargs`` its plan arguments. ``input_norm`` is
@@ -29,6 +30,8 @@ class TrainConfig:
     model, with ``ct_mean``/``ct_std``). ``num_classes`` output channels all regress the [0, 1] cube through a
     sigmoid (the nnU-Net model has 2, both trained on the same target, as upstream).
     """
+
+    TUPLE_FIELDS = ("cube_zyx", "spacing_zyx")  # JSON lists back to tuples (not a field: no annotation)
 
     architecture: str = "genesis_unet3d"
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -53,18 +56,6 @@ class TrainConfig:
     val_fraction: float = 0.2
     panel_every: int = 5
     amp: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for key in ("cube_zyx", "spacing_zyx"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -9,13 +9,14 @@ cross-entropy, SGD lr 0.1, momentum 0.9, weight decay 1e-3.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..common.config import JsonConfig
+
 
 @dataclass
-class Med3DConfig:
+class Med3DConfig(JsonConfig):
     """Everything that defines a run; saved into checkpoints and the output's provenance.
 
     ``patch_zyx``: every crop is resized to this network input (MedicalNet trains at 56 x 448 x 448).
@@ -26,6 +27,8 @@ class Med3DConfig:
     many times the target's bounding box per axis (the paper: 2). ``channel``: which input channel of
     multi-channel data sets to use (MedicalNet's ResNets take one).
     """
+
+    TUPLE_FIELDS = ("patch_zyx", "scale_range", "percentiles")  # JSON lists back to tuples (not a field: no annotation)
 
     depth: int = 10
     shortcut_type: str | None = None
@@ -50,18 +53,6 @@ class Med3DConfig:
     channel: int = 0
     panel_every: int = 5
     amp: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Med3DConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for key in ("patch_zyx", "scale_range", "percentiles"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

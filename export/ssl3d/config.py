@@ -23,15 +23,16 @@ encoder output globally (the authors flatten it).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from ..common.config import JsonConfig
 
 TASKS = ("rotation", "jigsaw", "rpl", "cpc", "exemplar")
 
 
 @dataclass
-class SSLConfig:
+class SSLConfig(JsonConfig):
     """Everything that defines a run; saved into checkpoints and the output's provenance.
 
     ``size``: side of the cubes (the authors' ``data_dim``). ``spacing_zyx``: resample every volume to this
@@ -43,6 +44,8 @@ class SSLConfig:
     ``val_fraction`` of the volumes (at least one when there are two) is held out; ``val_samples`` fixed validation samples are drawn from them once. ``steps_per_epoch``
     caps an epoch (a random subset of the cube pool each epoch; None: one pass over the pool).
     """
+
+    TUPLE_FIELDS = ("features", "spacing_zyx", "crop_fraction")  # JSON lists back to tuples (not a field: no annotation)
 
     task: str = "rotation"
     encoder: str = "unet"
@@ -78,18 +81,6 @@ class SSLConfig:
     val_samples: int = 32
     panel_every: int = 0
     amp: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SSLConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for key in ("features", "spacing_zyx", "crop_fraction"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 #: the authors' per-task settings (configs/train/*_3d.json)
