@@ -154,8 +154,8 @@ class NestedUNetDecoder(nn.Module):
         outputs = [self.seg_layers[node_name(i, j)](grid[(i, j)]) for i, j in nodes]
         # the heads this mode does not use take part with weight 0, so that every parameter has a gradient
         # (DistributedDataParallel without find_unused_parameters); values are unchanged
-        idle = [p for name, head in self.seg_layers.items() if name not in {node_name(i, j) for i, j in nodes}
-                for p in head.parameters()]
+        used = {node_name(i, j) for i, j in nodes}
+        idle = [p for name, head in self.seg_layers.items() if name not in used for p in head.parameters()]
         if idle and torch.is_grad_enabled():
             outputs[0] = outputs[0] + 0.0 * sum(p.sum() for p in idle)
         return outputs
