@@ -441,8 +441,8 @@ UNETPP = Family(
         "Pruned branches (`branch=1..4`) have trained heads only with `nnUNetTrainerUNetPlusPlus` (UNet++ deep "
         "supervision on every top-row node); the stock `nnUNetTrainer` trains every node but only the heads of the "
         "full network and of the diagonal nodes X(i, L-i) (nnU-Net's multi-scale deep supervision).",
-        "Cost: about 1.5x the parameters of the U-Net of the same plan and about 4x its training compute and "
-        "memory per step (`benchmarks/unetpp.py`).",
+        "Cost: about 1.5x the parameters of the U-Net of the same plan, 4-5x its training time and 3-3.5x its "
+        "peak memory per step on CPU (`benchmarks/unetpp.py`).",
     ),
     licence_notes=(
         "Weights made with `init='genesis'` (and the supervised checkpoint of the recipe, which starts from them) "
