@@ -7,6 +7,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.pop("ZOO_MIRROR", None)
+os.environ.pop("HF_ENDPOINT", None)  # messages name huggingface.co URLs; the local Hub server sets its own
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

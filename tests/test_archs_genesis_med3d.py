@@ -1,8 +1,9 @@
 """Models Genesis UNet3D and MedicalNet ResNets against the documented upstream layouts.
 
 The expected keys, shapes, tensor and parameter counts below are transcribed from
-reference/upstream-checkpoints.md (sections 1.1-1.2 for Genesis, 3.1-3.3 for MedicalNet), not generated
-from zoo's own code.
+docs/upstream-checkpoints.md (sections 1.1-1.2 for Genesis, 3.1-3.3 for MedicalNet; worked out there from the
+upstream sources MrGiovanni/ModelsGenesis ``pytorch/unet3d.py`` and Tencent/MedicalNet ``models/resnet.py``),
+not generated from zoo's own code.
 
 MedicalNet vs MONAI: MONAI 1.6.1's ``monai.networks.nets.ResNet`` has the same state_dict keys (after
 ``module.`` is stripped; ``bias_downsample=False`` for shortcut B, ``feed_forward=False`` drops ``fc``), so the
@@ -28,7 +29,7 @@ from zoo.archs.genesis_unet3d import ContBatchNorm3d, UNet3D, build_unet3d
 from zoo.archs.med3d_resnet import Med3DResNet, build_med3d_resnet
 
 # ----------------------------------------------------------------------------------------------------------
-# Documented facts (reference/upstream-checkpoints.md)
+# Documented facts (docs/upstream-checkpoints.md; "section" below means a section of that page)
 # ----------------------------------------------------------------------------------------------------------
 
 #: section 1.2: LUConv prefix -> conv1.weight shape

@@ -117,7 +117,7 @@ def test_lung_plan_keys_match_dna_and_reference_count():
         ours = _zoo("plain_conv_unet", LUNG_PLAN_ARCH_KWARGS, 1, 2, False)
         theirs = _dna("PlainConvUNet", LUNG_PLAN_ARCH_KWARGS, 1, 2, False)
     _same_layout(ours, theirs)
-    assert len(ours.state_dict()) == 292  # nnunet-integration.md: lung plan incl. all_modules / decoder.encoder aliases
+    assert len(ours.state_dict()) == 292  # docs/upstream-checkpoints.md section 2.3: lung plan incl. all_modules / decoder.encoder aliases
 
 
 def test_resenc_m_plan_keys_match_dna():

@@ -114,7 +114,7 @@ def test_torchrun_two_cpu_processes_stay_identical(tmp_path):
         cfg = tiny_config(max_epochs=1, batch_size=2)
         data = prepare_cubes([CT], None, cfg, log=lambda *_: None)
         result = train(cfg, data.train, data.val, RUN, device="cpu", progress=False, max_steps=3)
-    """, port=29531)
+    """)
     assert ranks[0]["digest"] == ranks[1]["digest"]            # DDP kept the replicas identical
     assert ranks[0]["train_loss"] == ranks[1]["train_loss"]    # all-reduced loss
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.suffix == ".pt") == [CHECKPOINT]

@@ -245,7 +245,7 @@ def test_torchrun_two_cpu_processes_med3d(domains, tmp_path):
         cfg = tiny_config()
         datasets = load_datasets({[str(d) for d in domains]!r}, cfg, log=lambda *_: None)
         result = train(cfg, datasets, RUN, device="cpu", progress=False, max_steps=3)
-    """, port=29535)
+    """)
     assert ranks[0]["digest"] == ranks[1]["digest"]            # DDP kept the replicas identical
     assert ranks[0]["train_loss"] == ranks[1]["train_loss"]    # all-reduced loss
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.suffix == ".pt") == ["checkpoint.pt"]

@@ -245,3 +245,63 @@ def test_export_refuses_models_without_weights_and_skips_package_files(monkeypat
     assert report.models == [] and "ship inside the package" in report.skipped[0]
     with pytest.raises(ChecksumError, match="no manifest.json"):
         import_mirror(tmp_path / "empty")
+
+
+def test_manifest_commit_or_revision_cannot_choose_a_path(tiny, tmp_path, no_network):
+    """The manifest supplies bytes and their sha256; repo, file and revision come from the registry and a commit
+    must be 40 hex digits, so ``../`` in either can never make the import write outside the cache."""
+    zoo.load(NAME, progress=False)
+    mirror = tmp_path / "mirror"
+    export_mirror([NAME], mirror, converted=False)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    manifest = json.loads((mirror / "manifest.json").read_text())
+
+    manifest["files"][UPSTREAM_REL]["commit"] = "../../../../../victim.txt"
+    (mirror / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ChecksumError) as err:
+        import_mirror(mirror, cache_dir=tmp_path / "a")
+    assert "40-hex commit" in str(err.value)
+    assert victim.read_text() == "precious" and not victim.is_symlink()
+
+    manifest["files"][UPSTREAM_REL]["commit"] = FAKE_COMMIT
+    manifest["files"][UPSTREAM_REL]["revision"] = "../../../../../victim.txt"
+    manifest["files"][UPSTREAM_REL]["repo_id"] = "../../.."
+    (mirror / "manifest.json").write_text(json.dumps(manifest))
+    report = import_mirror(mirror, cache_dir=tmp_path / "b")
+    assert victim.read_text() == "precious" and not victim.is_symlink()
+    (snapshot,) = report.installed
+    assert snapshot == tmp_path / "b" / "hub" / f"models--{REPO.replace('/', '--')}" / "snapshots" / FAKE_COMMIT / FILENAME
+    every = [p for p in (tmp_path / "b").rglob("*")]
+    assert all((tmp_path / "b") in p.resolve().parents for p in every)
+
+
+def test_rewritten_conversion_with_consistent_manifest_and_meta_is_refused(tiny, tmp_path, no_network):
+    """Negated weights shipped as the conversion, with meta.json and the manifest rewritten to match and the
+    genuine upstream file beside them: import converts the upstream file itself and refuses the difference."""
+    from safetensors.torch import load_file, save_file
+
+    original = _tensors(zoo.load(NAME, progress=False))
+    mirror = tmp_path / "mirror"
+    export_mirror([NAME], mirror)
+    conv = read_manifest(mirror)["models"][NAME]["converted"]
+    weights = mirror / conv / "model.safetensors"
+    save_file({k: -v for k, v in load_file(str(weights)).items()}, str(weights))
+    meta = json.loads((mirror / conv / "meta.json").read_text())
+    meta.update(file_sha256=sha256(weights), file_size=weights.stat().st_size)
+    (mirror / conv / "meta.json").write_text(json.dumps(meta))
+    manifest = json.loads((mirror / "manifest.json").read_text())
+    for fname in ("model.safetensors", "meta.json"):
+        path = mirror / conv / fname
+        manifest["files"][f"{conv}/{fname}"].update(sha256=sha256(path), size=path.stat().st_size)
+    (mirror / "manifest.json").write_text(json.dumps(manifest))
+    verify_mirror(mirror)  # every hash in the mirror is consistent
+
+    target = tmp_path / "target"
+    with pytest.raises(ChecksumError, match="differs from the conversion of its verified upstream"):
+        import_mirror(mirror, cache_dir=target)
+    assert [p for p in _files_under(target) if not p.name.endswith(".lock")] == []
+    # the same mirror without its conversions installs the genuine weights
+    import_mirror(mirror, cache_dir=target, converted=False)
+    loaded = _tensors(zoo.load(NAME, cache_dir=target, progress=False))
+    assert all(torch.equal(loaded[k], original[k]) for k in original)

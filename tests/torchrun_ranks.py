@@ -1,4 +1,9 @@
-"""Run a few training steps in two CPU processes under ``torchrun`` (gloo) and collect what each rank saw."""
+"""Run a few training steps in two CPU processes under ``torchrun`` (gloo) and collect what each rank saw.
+
+No fixed port: ``torchrun --standalone`` starts its rendezvous store on a port the OS assigns when binding
+(``localhost:0``) and the workers' process group reuses that store, so any number of these jobs may run on one
+machine at once (parallel CI jobs, two pytest runs) without ``EADDRINUSE``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def torchrun_two_cpu_ranks(tmp_path: Path, setup: str, port: int) -> list[dict]:
+def torchrun_command(worker: Path, nproc: int = 2) -> list[str]:
+    """``python -m torch.distributed.run`` for ``nproc`` local workers, rendezvous on an OS-chosen free port."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc_per_node={nproc}",
+            str(worker)]
+
+
+def torchrun_env() -> dict[str, str]:
+    """The environment of the job: one thread per rank, the repository importable, and the workers sharing the
+    rendezvous store (its port was bound by the OS) rather than a second port picked by probing."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    for var in ("MASTER_ADDR", "MASTER_PORT", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"):
+        env.pop(var, None)
+    return env
+
+
+def torchrun_two_cpu_ranks(tmp_path: Path, setup: str) -> list[dict]:
     """Run ``setup`` (Python source that leaves a :class:`export.common.loop.FitResult` in ``result``, training
     into the folder ``RUN``) as a 2-process ``torchrun`` job. Returns, per rank, the sha256 of the whole best
     state dict (parameters and buffers: DDP broadcasts rank 0's buffers, so BatchNorm statistics agree too), the
@@ -34,8 +54,6 @@ def torchrun_two_cpu_ranks(tmp_path: Path, setup: str, port: int) -> list[dict]:
             dist.destroy_process_group()
         """)
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                          str(worker)], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(torchrun_command(worker), env=torchrun_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -1,6 +1,6 @@
 """Builders of upstream-format checkpoint files and of local Hugging Face caches / mirrors, for tests.
 
-The files follow the documented upstream layouts (reference/upstream-checkpoints.md): wrapping dicts,
+The files follow the documented upstream layouts (docs/upstream-checkpoints.md): wrapping dicts,
 ``module.`` prefixes, optimizer state, legacy (non-zip) serialisation. Weights are random.
 """
 

@@ -9,13 +9,26 @@ Wired into ``zoo`` by :func:`add_subcommands` (called from :func:`zoo.cli.build_
     zoo plan NAME --plans nnUNetPlans.json --arch unetpp -o nnUNetPlans_NAME_unetpp.json
 
 Errors are :class:`zoo.errors.ZooError` subclasses (``zoo`` prints them and exits with status 2); nothing is
-written when a command fails.
+written when a command fails. No output may be one of the inputs (plans, dataset.json, checkpoint, model folder);
+an existing output is replaced only with ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from .cli_outputs import Target, add_force_option, cache_targets, existing_path, guard_outputs
+
+
+def _inputs(args: argparse.Namespace) -> list[str | None]:
+    """What a plan command reads: the model folder (when NAME is a path), plans, dataset.json, checkpoint."""
+    return [existing_path(args.name), args.plans, getattr(args, "dataset_json", None),
+            getattr(args, "checkpoint", None)]
+
+
+def _report_target(args: argparse.Namespace) -> Target | None:
+    return Target.of(args.report, "--report") if args.report else None
 
 
 def _engine_options(p: argparse.ArgumentParser) -> None:
@@ -66,6 +79,7 @@ def _default_classes(args: argparse.Namespace) -> None:
 def cmd_adapt(args: argparse.Namespace) -> int:
     from .nnunet.export import adapt_to_plan
 
+    guard_outputs(args, [_report_target(args), *cache_targets(args.cache_dir)], inputs=_inputs(args))
     _default_classes(args)
     _, report = adapt_to_plan(args.name, args.plans, args.configuration, args.dataset_json, seed=args.seed,
                               **_options(args))
@@ -81,6 +95,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 def cmd_export_nnunet(args: argparse.Namespace) -> int:
     from .nnunet.export import export_nnunet
 
+    guard_outputs(args, [Target.of(args.output, "-o"), _report_target(args), *cache_targets(args.cache_dir)],
+                  inputs=_inputs(args))
     result = export_nnunet(args.name, args.plans, args.dataset_json, args.configuration, args.output,
                            report_path=args.report, seed=args.seed, **_options(args))
     print(result.report if args.verbose else result.report.summary())
@@ -97,6 +113,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .nnunet.plan_rewrite import rewrite_plan
     from .nnunet.plans import PlanError
 
+    guard_outputs(args, [Target.of(args.output, "-o")], inputs=_inputs(args))
     if args.name is None and args.arch is None:
         raise PlanError("give a model NAME (its topology replaces the plan's) or --arch unetpp (keeps the plan's "
                         "topology, makes the network a UNet++)")
@@ -146,6 +163,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--dataset-json", help="the dataset's dataset.json (channels and labels)")
     p.add_argument("--report", help="write the transfer report as JSON here")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-tensor table")
+    add_force_option(p, "the report file")
     _engine_options(p)
 
     p = add("export-nnunet", cmd_export_nnunet,
@@ -154,6 +172,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="output file (e.g. pretrained.pth)")
     p.add_argument("--report", help="also write the transfer report as JSON here")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-tensor table")
+    add_force_option(p, "the output and report files")
     _engine_options(p)
 
     p = add("plan", cmd_plan, "rewrite a plan configuration to the checkpoint's topology (transfer is then complete) "
@@ -164,3 +183,4 @@ def add_subcommands(subparsers: Any) -> None:
                         "unet = nnU-Net's PlainConvUNet; without NAME the plan's own topology is kept")
     p.add_argument("--plans-name", help="plans_name to record (default: the output file's stem)")
     p.add_argument("--no-permute", action="store_true", help="ignore the checkpoint's axis order")
+    add_force_option(p, "the output plans file")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import warnings
@@ -25,6 +26,11 @@ DEMO_MODEL = "genesis-ct-demo"
 DEMO_PLANS = ASSETS / "demo" / "nnUNetPlans.json"
 DEMO_DATASET = ASSETS / "demo" / "dataset.json"
 DEMO_CT = ASSETS / "demo" / "chest_ct_lung2_crop.nrrd"
+
+
+def demo_inputs() -> list[Path]:
+    """The folders the demo reads (its plan, dataset.json and CT; the model's weights): never an output."""
+    return [ASSETS / "demo", ASSETS / DEMO_MODEL]
 
 
 @dataclass
@@ -82,6 +88,8 @@ def run_demo(out_dir: str | os.PathLike = "medzoo-demo", *, seed: int = 0, progr
     from .viz import save_panels
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))  # a folder is expected
     out.mkdir(parents=True, exist_ok=True)
 
     with warnings.catch_warnings():

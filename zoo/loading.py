@@ -7,6 +7,7 @@ the meta device (no random initialisation) and assigns tensors memory-mapped fro
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from collections import OrderedDict
@@ -18,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from .adapt.channels import CHANNEL_MODES, adapt_input_channels
-from .archs import build_architecture
+from .archs import build_architecture, get_builder
 from .convert.cache import (
-    check_cached,
+    ConvertedCheckpoint,
+    cached_conversion,
     convert_into_cache,
     converted_dir,
     load_converted,
@@ -28,7 +30,7 @@ from .convert.cache import (
     remembered_sha256,
     source_key_for,
 )
-from .errors import AdaptationError, WeightsNotAvailableError
+from .errors import AdaptationError, CheckpointFormatError, WeightsNotAvailableError
 from .hub.download import fetch_checkpoint
 from .hub.integrity import verify_file
 from .model_dir import read_model_dir
@@ -78,6 +80,9 @@ def _builder_kwargs(entry: ModelEntry, in_channels: int, num_classes: int | None
     kwargs.update(overrides)
     kwargs["in_channels"] = in_channels
     kwargs["num_classes"] = num_classes  # None: a head-less backbone
+    if num_classes is not None and num_classes != entry.num_classes and "out_activation" not in overrides \
+            and "out_activation" in inspect.signature(get_builder(entry.architecture)).parameters:
+        kwargs["out_activation"] = None  # a new task head gives logits: the fine-tuning loss applies the activation
     return kwargs
 
 
@@ -125,16 +130,12 @@ def resolve_weights(
     key = source_key_for(entry)
     directory = converted_dir(entry.name, key, cache_dir)
     if not force_download:
-        cached = check_cached(directory, verify)
+        cached = cached_conversion(directory, verify)
         if cached is not None:
-            return cached.path, f"cached conversion of {cached.meta.get('verified_by', 'verified source')}"
+            return cached.path, _verified_by(cached)
     fetched = fetch_checkpoint(
         src, name=entry.name, cache_dir=cache_dir, mirror=mirror, force_download=force_download, progress=progress
     )
-    if force_download and directory.exists():
-        import shutil
-
-        shutil.rmtree(directory, ignore_errors=True)
     provenance = {
         "source": {"repo_id": src.repo_id, "filename": src.filename, "revision": src.revision, "origin": fetched.origin},
         "source_sha256": fetched.sha256,
@@ -142,9 +143,15 @@ def resolve_weights(
     }
     converted = convert_into_cache(
         directory, fetched.path, entry=entry, fmt=src.format, reference=reference,
-        provenance=provenance, verify=verify, progress=progress,
+        provenance=provenance, verify=verify, progress=progress, replace=force_download,
     )
-    return converted.path, fetched.verified_by
+    return converted.path, _verified_by(converted)
+
+
+def _verified_by(converted: ConvertedCheckpoint) -> str:
+    """How the weights were checked: the source's verification when converted now, else the cache's record."""
+    how = str(converted.meta.get("verified_by", "verified source"))
+    return how if converted.fresh else f"cached conversion of {how}"
 
 
 def _user_checkpoint(
@@ -161,7 +168,7 @@ def _user_checkpoint(
     if path.suffix == ".safetensors" and fmt is None:
         fmt = _safetensors_format(entry, path)
     fmt = fmt or (entry.source.format if entry.source else "safetensors")
-    digest = remembered_sha256(path, cache_dir, progress=progress)
+    digest = remembered_sha256(path, cache_dir, progress=progress, verify=verify)
     src = entry.source
     if src is not None and src.sha256 and src.filename == path.name and digest != src.sha256:
         verify_file(path, sha256=src.sha256, what=f"checkpoint {path.name} of {entry.name!r}")
@@ -237,7 +244,38 @@ def _fit_state_dict(
             f"{entry.name}: {len(outside_head)} network tensors have no pretrained value (e.g. {outside_head[:4]}); "
             "refusing a partial load. Use zoo.adapt for a reported partial transfer."
         )
-    return full
+    return _match_dtypes(full, model, entry, report)
+
+
+def _match_dtypes(
+    sd: "OrderedDict[str, Tensor]", model: nn.Module, entry: ModelEntry, report: LoadReport
+) -> "OrderedDict[str, Tensor]":
+    """Check dtypes like shapes: floating weights are cast to the network's floating dtype (one report line per
+    dtype pair), integer buffers to the network's integer dtype; a floating tensor given as integers (or the
+    reverse, or a bool/complex tensor) is refused, since a cast would silently change its values."""
+    wanted = {k: v.dtype for k, v in model.state_dict(keep_vars=True).items()}
+    casts: dict[tuple[torch.dtype, torch.dtype], int] = {}
+    for key, value in sd.items():
+        want = wanted[key]
+        if value.dtype == want:
+            continue
+        same_kind = (value.is_floating_point() and want.is_floating_point) or (
+            _is_integer(value.dtype) and _is_integer(want)
+        )
+        if not same_kind:
+            raise CheckpointFormatError(
+                f"{entry.name}: tensor {key!r} is {value.dtype} in the weights but the network expects {want}; "
+                "the file does not hold this model's weights (re-export them from the model that trained them)"
+            )
+        sd[key] = value.to(want)
+        casts[(value.dtype, want)] = casts.get((value.dtype, want), 0) + 1
+    for (src, dst), count in casts.items():
+        report.adaptations.append(f"{count} tensors cast {src} -> {dst}")
+    return sd
+
+
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
 
 
 def _materialize_new_modules(model: nn.Module, report: LoadReport) -> None:

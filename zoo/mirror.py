@@ -41,9 +41,11 @@ from ._version import __version__
 from .errors import ChecksumError, WeightsNotAvailableError
 from .hub.integrity import atomic_path, file_lock, sha256_file, verify_file
 from .hub.paths import hf_cache_dir
-from .registry import ModelEntry, get_entry, list_models
+from .json_file import read_json_object
+from .registry import CheckpointSource, ModelEntry, get_entry, list_models
 
 MANIFEST = "manifest.json"
+MANIFEST_MAX_BYTES = 16 << 20  # a few hundred bytes per file; far more than any mirror needs
 NOTICE = "NOTICE.md"
 CONVERTED = "_converted"
 FORMAT = "medzoo-mirror"
@@ -88,11 +90,8 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise ChecksumError(f"{directory} has no {MANIFEST}: not a mirror written by `zoo mirror export`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ChecksumError(f"mirror manifest {path} is unreadable: {err}") from None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
+    manifest = read_json_object(path, what="mirror manifest", max_bytes=MANIFEST_MAX_BYTES, error=ChecksumError)
+    files = manifest.get("files")
     if not isinstance(files, dict):
         raise ChecksumError(f"mirror manifest {path} has no 'files' table")
     for rel, record in files.items():
@@ -145,19 +144,6 @@ def _expand(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _readable(path: Path) -> None:
-    """Give a file written through a private temporary file the usual ``0666 & ~umask`` mode, so that a mirror
-    or cache shared between users stays readable (``tempfile.mkstemp`` creates files as 0600)."""
-    global _UMASK
-    if _UMASK is None:  # read once: os.umask can only be read by setting it
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    os.chmod(path, 0o666 & ~_UMASK)
-
-
-_UMASK: int | None = None
-
-
 def _copy_verified(src: Path, dest: Path, sha256: str) -> None:
     """Copy ``src`` to ``dest`` atomically unless ``dest`` already has ``sha256``; verify the copy."""
     if dest.is_file() and dest.stat().st_size == src.stat().st_size and sha256_file(dest) == sha256:
@@ -165,13 +151,11 @@ def _copy_verified(src: Path, dest: Path, sha256: str) -> None:
     with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
         verify_file(tmp, sha256=sha256, what=f"copy of {src}")
-        _readable(tmp)
 
 
 def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
-        _readable(tmp)
 
 
 def _snapshot_commit(path: Path) -> str | None:
@@ -340,78 +324,118 @@ def verify_mirror(directory: str | os.PathLike, *, progress: bool = False) -> di
     return manifest
 
 
-def _link_or_copy(target: Path, link: Path) -> None:
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
-        link.unlink()
+def _inside(root: Path, path: Path) -> Path:
+    """``path`` when it lies under ``root`` once both are resolved; anything else is refused."""
+    resolved_root, resolved = root.resolve(), path.resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise ChecksumError(f"mirror import would write {path}, outside the cache {root}; refusing the mirror")
+    return path
+
+
+def _registry_source(name: str, model: dict[str, Any]) -> CheckpointSource | None:
+    """The registry's source of mirror model ``name``: repo, file and revision always come from the registry,
+    never from the manifest (which only supplies bytes, their sha256 and, checked, the commit they came from)."""
     try:
-        os.symlink(os.path.relpath(target, link.parent), link)
-    except OSError:  # no symlinks (some Windows setups): huggingface_hub copies too
-        shutil.copyfile(target, link)
+        src = get_entry(name).source
+    except KeyError:
+        return None
+    if src is None or src.package_file or model.get("upstream") != f"{src.repo_id}/{src.filename}":
+        return None
+    return src
 
 
-def _install_upstream(root: Path, rel: str, record: dict[str, Any], hub: Path, report: MirrorReport) -> None:
-    repo_id, filename = record.get("repo_id"), record.get("filename")
-    if not repo_id or not filename or f"{repo_id}/{filename}" != rel:
-        raise ChecksumError(f"mirror manifest entry {rel!r} does not name its repo_id and filename")
-    folder = f"models--{repo_id.replace('/', '--')}"
-    repo_dir = hub / folder
-    blob = repo_dir / "blobs" / record["sha256"]
+def _install_upstream(
+    root: Path, src: CheckpointSource, record: dict[str, Any], hub: Path, report: MirrorReport
+) -> None:
+    """Install a verified mirror file into huggingface_hub's cache layout, with huggingface_hub's own helpers:
+    ``blobs/<sha256>``, ``snapshots/<commit>/<file>`` and, for an unpinned source, ``refs/main``."""
+    from huggingface_hub.file_download import (
+        _cache_commit_hash_for_specific_revision,
+        _create_symlink,
+        _get_pointer_path,
+        repo_folder_name,
+    )
+
+    rel = f"{src.repo_id}/{src.filename}"
+    commit = record.get("commit")
+    if commit is not None and not (isinstance(commit, str) and _HEX40.match(commit)):
+        raise ChecksumError(f"mirror manifest entry {rel!r} has commit {commit!r}, which is not a 40-hex commit id")
+    if src.revision and not _HEX40.match(src.revision):
+        raise ChecksumError(f"{rel}: the registry pins revision {src.revision!r}, not a commit id; cannot install it")
+    snapshot_commit = src.revision or commit or hashlib.sha1(f"medzoo-mirror:{src.repo_id}".encode()).hexdigest()
+    folder = repo_folder_name(repo_id=src.repo_id, repo_type="model")
+    repo_dir = _inside(hub, hub / folder)
+    blob = _inside(hub, repo_dir / "blobs" / record["sha256"])
+    snapshot = _inside(hub, Path(_get_pointer_path(str(repo_dir), snapshot_commit, src.filename)))
     with file_lock(hub / ".locks" / folder / record["sha256"]):  # huggingface_hub's own lock file for the blob
         if not (blob.is_file() and blob.stat().st_size == record["size"] and sha256_file(blob) == record["sha256"]):
             _copy_verified(root / rel, blob, record["sha256"])
-        revision = record.get("revision")
-        commit = revision or record.get("commit") or hashlib.sha1(f"medzoo-mirror:{repo_id}".encode()).hexdigest()
-        if not revision:
+        if not src.revision:
             ref = repo_dir / "refs" / "main"
             current = ref.read_text().strip() if ref.is_file() else None
-            if current is None:
-                _write_text(ref, commit)
-            elif current != commit:
-                if (repo_dir / "snapshots" / current / filename).exists():
+            if current is not None and current != snapshot_commit:
+                if (repo_dir / "snapshots" / current / src.filename).exists():
                     report.skipped.append(f"{rel}: the HF cache's refs/main already serves another copy; kept it")
                     return
                 report.skipped.append(
-                    f"{rel}: refs/main of {repo_id} points to {current}, which lacks this file; installed under "
-                    f"{commit} (loads use the imported conversion, or ZOO_MIRROR)"
+                    f"{rel}: refs/main of {src.repo_id} points to {current}, which lacks this file; installed under "
+                    f"{snapshot_commit} (loads use the imported conversion, or ZOO_MIRROR)"
                 )
-        snapshot = repo_dir / "snapshots" / commit / filename
-        _link_or_copy(blob, snapshot)
+            elif current is None:
+                _cache_commit_hash_for_specific_revision(str(repo_dir), "main", snapshot_commit)
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        _create_symlink(str(blob), str(snapshot))
     report.installed.append(snapshot)
 
 
-def _install_converted(root: Path, name: str, model: dict[str, Any], cache_dir, report: MirrorReport) -> None:
-    from .convert.cache import check_cached, converted_dir, source_key_for
+def _mirror_conversion_check(root: Path, name: str, conv: str) -> Any:
+    """A check for :func:`zoo.convert.cache.convert_into_cache`: the conversion medzoo makes from the verified
+    upstream file must equal, tensor for tensor, the one the mirror ships; a rewritten conversion (negated
+    weights, say) is refused even when its manifest entry and ``meta.json`` were rewritten to match."""
+    from .convert.cache import load_converted
 
-    conv = model["converted"]
-    try:
-        entry = get_entry(name)
-    except KeyError:
-        report.skipped.append(f"{name}: not in this installation's registry; conversion not installed")
-        return
+    shipped = load_converted(root / _safe_relpath(conv) / "model.safetensors")
+
+    def check(converted: Any) -> None:
+        import torch
+
+        differ = sorted(set(shipped) ^ set(converted))
+        differ += [k for k in converted if k in shipped and not (
+            shipped[k].dtype == converted[k].dtype and shipped[k].shape == converted[k].shape
+            and torch.equal(shipped[k], converted[k]))]
+        if differ:
+            raise ChecksumError(
+                f"the mirror's conversion of {name!r} ({conv}) differs from the conversion of its verified upstream "
+                f"file in {len(differ)} tensors (e.g. {differ[:3]}): the mirror was altered; refusing it"
+            )
+
+    return check
+
+
+def _install_converted(
+    root: Path, name: str, model: dict[str, Any], src: CheckpointSource, record: dict[str, Any],
+    cache_dir: str | os.PathLike | None, report: MirrorReport, progress: bool,
+) -> None:
+    """Convert the verified upstream file with the loader's own routine and check it against the mirror's."""
+    from .convert.cache import convert_into_cache, converted_dir, meta_device_model, source_key_for
+    from .loading import build_model
+
+    entry = get_entry(name)
     key = source_key_for(entry)
-    meta = json.loads((root / conv / "meta.json").read_text())
-    if key != model.get("converted_key") or (entry.source.sha256 and meta.get("source_sha256") != entry.source.sha256):
+    if key != model.get("converted_key"):
         report.skipped.append(f"{name}: the registry changed since export; the upstream file will be converted anew")
         return
     directory = converted_dir(name, key, cache_dir)
-    with file_lock(directory):
-        try:
-            existing = check_cached(directory, verify=True)
-        except ChecksumError:
-            existing = None
-        if existing is not None and existing.meta.get("file_sha256") == meta.get("file_sha256"):
-            return
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
-        weights = directory / "model.safetensors"
-        _copy_verified(root / conv / "model.safetensors", weights, meta["file_sha256"])
-        stat = weights.stat()
-        meta.update(file_size=stat.st_size, file_mtime_ns=stat.st_mtime_ns, imported_from_mirror=str(root))
-        # written last: its presence marks a complete conversion
-        _write_text(directory / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
-    report.installed.append(weights)
+    converted = convert_into_cache(
+        directory, root / _safe_relpath(model["upstream"]), entry=entry, fmt=src.format,
+        reference=lambda: meta_device_model(lambda: build_model(entry)),
+        provenance={"source": {"repo_id": src.repo_id, "filename": src.filename, "revision": src.revision,
+                               "origin": "mirror"},
+                    "source_sha256": record["sha256"], "verified_by": "mirror manifest sha256"
+                    if not src.sha256 else "registry sha256", "imported_from_mirror": str(root)},
+        verify=True, progress=progress, replace=True, check=_mirror_conversion_check(root, name, model["converted"]),
+    )
+    report.installed.append(converted.path)
 
 
 def import_mirror(
@@ -434,17 +458,28 @@ def import_mirror(
     wanted = [n for n in manifest["models"]
               if names is None or any(fnmatch.fnmatchcase(n, p) for p in names)]
     hub = hf_cache_dir(cache_dir)
-    done: set[str] = set()
+    sources = {}
     for name in sorted(wanted):
+        src = _registry_source(name, manifest["models"][name])
+        if src is None:
+            report.skipped.append(f"{name}: not in this installation's registry with this upstream file; not installed")
+        else:
+            sources[name] = src
+    # conversions first: each is made from the verified upstream file and compared with the mirror's, so a
+    # tampered mirror is refused before any of its upstream files reaches the Hugging Face cache
+    for name, src in sources.items():
         model = manifest["models"][name]
-        rel = model.get("upstream")
-        if rel and rel not in done:
-            _install_upstream(root, rel, manifest["files"][rel], hub, report)
+        if converted and model.get("converted"):
+            _install_converted(root, name, model, src, manifest["files"][model["upstream"]], cache_dir, report,
+                               progress)
+            report.files.append(f"{model['converted']}/model.safetensors")
+    done: set[str] = set()
+    for name, src in sources.items():
+        rel = manifest["models"][name]["upstream"]
+        if rel not in done:
+            _install_upstream(root, src, manifest["files"][rel], hub, report)
             done.add(rel)
             report.files.append(rel)
-        if converted and model.get("converted"):
-            _install_converted(root, name, model, cache_dir, report)
-            report.files.append(f"{model['converted']}/model.safetensors")
         report.models.append(name)
     return report
 

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .errors import CheckpointFormatError
 from .hub.integrity import atomic_path
+from .model_config import MAX_CONFIG_BYTES, check_config, read_config
 from .registry import InputContract, License, ModelEntry, Paper, Pretraining
 
 CONFIG = "config.json"
@@ -52,7 +53,13 @@ def entry_config(entry: ModelEntry) -> dict[str, Any]:
 
 
 def entry_from_config(config: Mapping[str, Any], where: str = "config.json") -> ModelEntry:
-    """Rebuild a :class:`ModelEntry` from a ``config.json`` mapping (missing descriptive fields get defaults)."""
+    """Rebuild a :class:`ModelEntry` from a ``config.json`` mapping (missing descriptive fields get defaults).
+
+    Every field is type-checked first and the architecture spec checked by arithmetic
+    (:func:`zoo.model_config.check_config`: op classes from an allow-list, size limits), so nothing from the
+    file selects code or allocates beyond the limits. Raises :class:`CheckpointFormatError` naming the key.
+    """
+    check_config(config, where)
     try:
         inp = dict(config.get("input") or {})
         inp.setdefault("in_channels", config["in_channels"])
@@ -91,10 +98,7 @@ def read_model_dir(path: str | os.PathLike) -> tuple[ModelEntry, Path]:
     p = Path(path)
     if not is_model_dir(p):
         raise CheckpointFormatError(f"{p} is not a model folder: it needs {CONFIG} and {WEIGHTS}")
-    try:
-        config = json.loads((p / CONFIG).read_text())
-    except ValueError as err:
-        raise CheckpointFormatError(f"{p / CONFIG} is not valid JSON: {err}") from None
+    config = read_config(p / CONFIG)  # at most MAX_CONFIG_BYTES, a JSON object
     return entry_from_config(config, str(p / CONFIG)), p / WEIGHTS
 
 
@@ -111,9 +115,13 @@ def write_model_dir(
     """
     from safetensors.torch import save_file
 
+    entry_from_config(config)  # refuse to write a config that cannot be loaded back
+    text = json.dumps(dict(config), indent=2, sort_keys=True, default=list)
+    if len(text.encode()) > MAX_CONFIG_BYTES:
+        raise CheckpointFormatError(f"the config is {len(text.encode()):,} bytes, above the {MAX_CONFIG_BYTES:,} bytes "
+                                    "zoo.load reads; shorten its descriptive fields")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    entry_from_config(config)  # refuse to write a config that cannot be loaded back
     tensors: dict[str, Tensor] = {}
     seen: set[tuple[int, int, tuple[int, ...]]] = set()
     for key, value in state_dict.items():  # store aliases (the same tensor under several names) once
@@ -125,7 +133,7 @@ def write_model_dir(
     with atomic_path(out / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "medzoo_name": str(config.get("name", ""))})
     with atomic_path(out / CONFIG) as tmp:
-        tmp.write_text(json.dumps(dict(config), indent=2, sort_keys=True, default=list))
+        tmp.write_text(text)
     if readme is not None:
         with atomic_path(out / "README.md") as tmp:
             tmp.write_text(readme)

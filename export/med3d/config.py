@@ -1,10 +1,10 @@
 """Settings of a Med3D co-training run, with presets.
 
-Spatial sizes are (z, y, x) in numpy order, as :mod:`zoo.io` returns volumes. The paper's recipe
-(reference/pretraining-methods.md section 2): per-domain median spacing, per-volume 0.5-99.5 percentile clip
-and z-score, random crops from twice the target's bounding box up to the whole volume (target always inside),
-rotation within +-5 degrees, scaling within [0.8, 1.2], one 1x1x1 branch per data set, balanced sampling,
-cross-entropy, SGD lr 0.1, momentum 0.9, weight decay 1e-3.
+Spatial sizes are (z, y, x) in numpy order, as :mod:`zoo.io` returns volumes. The paper's recipe (Chen, Ma,
+Zheng, "Med3D", arXiv:1904.00625; summarised in docs/pretraining-recipes.md section 2): per-domain median
+spacing, per-volume 0.5-99.5 percentile clip and z-score, random crops from twice the target's bounding box up
+to the whole volume (target always inside), rotation within +-5 degrees, scaling within [0.8, 1.2], one 1x1x1
+branch per data set, balanced sampling, cross-entropy, SGD lr 0.1, momentum 0.9, weight decay 1e-3.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Settings of a 3D self-supervised pretraining run, with the published settings as presets.
 
-Published (HealthML/self-supervised-3d-tasks ``configs/train/*_3d.json``, reference/pretraining-methods.md
-section 4): 128^3 inputs, the 3D U-Net encoder with 16 base filters, "big_fully" heads (two fully connected
-layers of 1024), Adam lr 1e-4, up to 1000 epochs; per task:
+Published (GitHub HealthML/self-supervised-3d-tasks, ``self_supervised_3d_tasks/configs/train/*_3d.json``;
+Taleb et al., NeurIPS 2020, arXiv:2006.03829; summarised in docs/pretraining-recipes.md section 4): 128^3
+inputs, the 3D U-Net encoder with 16 base filters, "big_fully" heads (two fully connected layers of 1024),
+Adam lr 1e-4, up to 1000 epochs; per task:
 
 ==========  ===================================================================================  =====
 task        input and labels                                                                     batch

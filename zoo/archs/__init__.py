@@ -35,17 +35,38 @@ ARCHITECTURES: dict[str, str] = {
 
 
 def get_builder(name: str) -> Callable[..., nn.Module]:
-    try:
-        target = ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}") from None
+    """The builder of architecture ``name``: only the modules of the fixed table :data:`ARCHITECTURES` are
+    imported, whatever ``name`` is (a name read from a file selects a row of the table, nothing else).
+
+    Raises:
+        ArchitectureSpecError: (a ``ValueError``) for a name outside the table.
+    """
+    target = ARCHITECTURES.get(name) if isinstance(name, str) else None
+    if target is None:
+        from .limits import ArchitectureSpecError
+        from .ops import shown
+
+        raise ArchitectureSpecError("architecture", f"unknown architecture {shown(name)}; known: "
+                                                    f"{', '.join(sorted(ARCHITECTURES))}")
     module_name, attr = target.split(":")
     return getattr(importlib.import_module(module_name), attr)
 
 
 def build_architecture(name: str, **kwargs: Any) -> nn.Module:
-    """Build architecture ``name`` with ``kwargs`` (must include whatever the builder requires)."""
-    return get_builder(name)(**kwargs)
+    """Build architecture ``name`` with ``kwargs`` (must include whatever the builder requires).
+
+    The spec is checked first by arithmetic (:func:`zoo.archs.size_estimate.check_architecture`): class names
+    only from the table of :mod:`zoo.archs.ops`, and the size limits of :mod:`zoo.archs.limits`, so nothing is
+    allocated for a spec that would be refused.
+
+    Raises:
+        ArchitectureSpecError: (a ``ValueError``) naming the offending key, its value and the rule or limit.
+    """
+    from .size_estimate import check_architecture
+
+    builder = get_builder(name)
+    check_architecture(name, kwargs)
+    return builder(**kwargs)
 
 
 def on_meta_device(module: nn.Module) -> bool:

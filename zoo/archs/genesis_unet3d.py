@@ -2,7 +2,8 @@
 
 The checkpoints ``Genesis_Chest_CT.pt`` (Models Genesis) and ``supervised_suprem_unet_2100.pth`` (SuPreM,
 backbone only) load into :class:`UNet3D` without any key mapping once the ``module.`` /
-``module.backbone.`` prefixes are stripped (reference/upstream-checkpoints.md, sections 1 and 4).
+``module.backbone.`` prefixes are stripped (docs/upstream-checkpoints.md, sections 1 and 4; upstream network:
+MrGiovanni/ModelsGenesis ``pytorch/unet3d.py``).
 
 Layout (C = output channels of a unit; every unit is Conv3d 3x3x3 with bias -> BatchNorm3d -> activation)::
 

@@ -1,7 +1,7 @@
 """MedicalNet / Med3D 3D ResNets 10-200 (Chen, Ma, Zheng 2019), with the upstream state_dict layout.
 
 Tencent's ``resnet_{depth}.pth`` files load into :class:`Med3DResNet` (head ``'none'``) once ``module.``
-is stripped (reference/upstream-checkpoints.md, section 3). The network is MedicalNet's dilated backbone,
+is stripped (docs/upstream-checkpoints.md, section 3). The network is MedicalNet's dilated backbone,
 NOT the classic (Kinetics / MONAI) ResNet: layer3 and layer4 keep stride 1 and use dilation 2 and 4, so
 the output stride is 8. ``dilated=False`` builds the classic layout instead (layer3 and layer4 with stride 2
 in their first block, dilation 1: output stride 32), with the same keys and shapes; the 2D ImageNet ResNets

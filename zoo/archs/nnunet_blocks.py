@@ -12,40 +12,41 @@ sizes and strides are per spatial axis in that same order.
 
 from __future__ import annotations
 
-import pydoc
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-#: arch_kwargs that name a class (nnU-Net plans list them in ``_kw_requires_import``)
-IMPORT_KWARGS = ("conv_op", "norm_op", "dropout_op", "nonlin")
+from . import ops
+
+#: arch_kwargs that name a class (nnU-Net plans list them in ``_kw_requires_import``); looked up in the
+#: allow-list of :mod:`zoo.archs.ops`, never imported
+IMPORT_KWARGS = ops.ROLES
 
 _TRANSPOSED = {nn.Conv1d: nn.ConvTranspose1d, nn.Conv2d: nn.ConvTranspose2d, nn.Conv3d: nn.ConvTranspose3d}
 _AVG_POOL = {nn.Conv1d: nn.AvgPool1d, nn.Conv2d: nn.AvgPool2d, nn.Conv3d: nn.AvgPool3d}
 
 
 def resolve_op(value: Any, key: str) -> Any:
-    """Turn a dotted class path from a plan (``"torch.nn.modules.conv.Conv3d"``) into the class."""
-    if value is None or isinstance(value, type):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"arch_kwargs[{key!r}] must be a class or a dotted class path, got {value!r}")
-    located = pydoc.locate(value)
-    if not isinstance(located, type):
-        raise ValueError(
-            f"arch_kwargs[{key!r}] = {value!r} does not name an importable class; "
-            "use a dotted path such as 'torch.nn.modules.conv.Conv3d'"
-        )
-    return located
+    """The torch class a plan names for ``key`` (``"torch.nn.modules.conv.Conv3d"`` -> ``nn.Conv3d``), from the
+    allow-list of :mod:`zoo.archs.ops` only (nothing is imported); ``None`` stays ``None`` except for conv_op.
+
+    Raises:
+        ArchitectureSpecError: (a ``ValueError``) for a name or class outside the allow-list or of another role.
+    """
+    return ops.resolve_op(value, key, f"arch_kwargs.{key}")
 
 
 def resolve_arch_kwargs(arch_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy of plan ``arch_kwargs`` with the class-valued entries (:data:`IMPORT_KWARGS`) imported."""
+    """Copy of plan ``arch_kwargs`` with the class-valued entries (:data:`IMPORT_KWARGS`) looked up in the
+    allow-list, and the ``*_kwargs`` of those present checked against their class (JSON scalars, accepted names)."""
     out = dict(arch_kwargs)
     for key in IMPORT_KWARGS:
         if key in out:
             out[key] = resolve_op(out[key], key)
+            kwargs_key = ops.KWARGS_KEY.get(key)
+            if kwargs_key is not None and out.get(kwargs_key) is not None:
+                out[kwargs_key] = ops.check_op_kwargs(out[key], out[kwargs_key], key, f"arch_kwargs.{kwargs_key}")
     return out
 
 
@@ -246,16 +247,11 @@ BLOCKS = {"BasicBlockD": BasicBlockD, "BottleneckD": BottleneckD}
 
 
 def resolve_block(block: Any) -> type:
-    """``BasicBlockD`` / ``BottleneckD`` from a class, its name or DNA's dotted path."""
-    if isinstance(block, type):
-        name = block.__name__
-    elif isinstance(block, str):
-        name = block.rsplit(".", 1)[-1]
-    else:
-        raise ValueError(f"block must be BasicBlockD or BottleneckD, got {block!r}")
-    if name not in BLOCKS:
-        raise ValueError(f"block must be BasicBlockD or BottleneckD, got {block!r}")
-    return BLOCKS[name]
+    """``BasicBlockD`` / ``BottleneckD`` from a class or a name in the table :data:`zoo.archs.ops.BLOCK_SPELLINGS`
+    (the bare name, DNA's or medzoo's dotted path); nothing is imported."""
+    if block in (BasicBlockD, BottleneckD):
+        return block
+    return BLOCKS[ops.resolve_block_name(block)]
 
 
 class StackedResidualBlocks(nn.Module):

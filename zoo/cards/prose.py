@@ -2,8 +2,9 @@
 
 Facts about an entry (architecture, input contract, checkpoint source, licence, pretraining, paper) come from
 the registry and are rendered by :mod:`zoo.cards.render`; this module holds only what the registry does not:
-a summary in words, the results reported by the original papers **with their source** (numbers from
-``reference/published-results.md``; none of them was reproduced by medzoo), limitations and licence notes.
+a summary in words, the results reported by the original papers **with their source** (each number is quoted
+from the publication named by its :class:`Source`, which carries a public URL for it: the arXiv page or the
+upstream repository; none of them was reproduced by medzoo), limitations and licence notes.
 
 A family matches entries by shell wildcards on the name; an entry no family matches gets :data:`GENERIC`, so
 new registry entries get a valid card without touching this file. ``Result`` rows become the card's
@@ -343,8 +344,8 @@ SUPREM = Family(
         "the self-supervised pretraining it compares with."
     ),
     results_md=(
-        "The paper reports transfer to TotalSegmentator and other data sets; medzoo's reference material does "
-        "not yet carry those numbers, so none are quoted here (see the paper)."
+        "The paper reports transfer to TotalSegmentator and other data sets; medzoo does not quote those "
+        "numbers yet (see the paper)."
     ),
     limitations=(
         "Backbone only: the segmentation head of the universal model is not part of the weights.",

@@ -10,15 +10,22 @@ Layout under :func:`zoo.hub.paths.zoo_cache_dir`::
 ``rev-<12 hex>-<file name>`` for a pinned Hub revision. Files are written to a temporary name and moved in
 place, ``meta.json`` last, so an interrupted conversion leaves nothing that looks complete.
 
-Verification of a cached file (``verify=``): ``"auto"`` hashes it again only when its size or mtime differ
-from ``meta.json`` (a file modified in place, truncated, or replaced); ``True`` always hashes; ``False`` never
-does. A mismatch removes the cached conversion and raises :class:`ChecksumError`; the next load converts again.
+Verification of a cached file (``verify=``): ``"auto"`` hashes it again only when its stamp differs from
+``meta.json`` (size, mtime, ctime, inode and device: a file modified in place, truncated, or replaced, even with
+its mtime restored, since no user can set a ctime); ``True`` always hashes; ``False`` never does. A mismatch
+removes the cached conversion and raises :class:`ChecksumError`; the next load converts again. A ``meta.json``
+that is missing, unreadable or malformed marks an incomplete conversion: it is removed and converted again.
+
+Concurrency: a lock-free look (:func:`find_cached`) only ever reads; everything that removes or writes
+(:func:`check_cached`, :func:`convert_into_cache`) runs under the directory's lock, so a process never deletes
+another one's conversion in progress.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -41,13 +48,26 @@ VerifyMode = Any  # "auto" | True | False
 
 @dataclass(frozen=True)
 class ConvertedCheckpoint:
-    """A verified converted file and its provenance record (``meta.json`` contents)."""
+    """A verified converted file and its provenance record (``meta.json`` contents); ``fresh`` when this call
+    converted it (rather than finding it done, possibly by another process)."""
 
     path: Path
     meta: Mapping[str, Any]
+    fresh: bool = False
+
+
+_PATH_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 
 
 def converted_dir(name: str, source_key: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache>/converted/<name>/<source_key>``; both parts must be plain names (a model folder's
+    ``config.json`` names its model, so a name such as ``../x`` must never choose a path outside the cache)."""
+    for what, part in (("model name", name), ("source key", source_key)):
+        if not isinstance(part, str) or not _PATH_PART.match(part) or ".." in part:
+            raise CheckpointFormatError(
+                f"{what} {part!r} cannot name a cache folder: use letters, digits, '.', '_', '+' and '-' only "
+                "(no path separators, no '..')"
+            )
     return zoo_cache_dir(cache_dir) / "converted" / name / source_key
 
 
@@ -58,49 +78,115 @@ def source_key_for(entry: ModelEntry) -> str | None:
         return None
     if src.sha256:
         return f"sha256-{src.sha256[:16]}"
-    return f"rev-{(src.revision or 'main')[:12]}-{src.filename}"
+    return f"rev-{(src.revision or 'main')[:12]}-{src.filename.replace('/', '--')}"
 
 
-def _read_meta(directory: Path) -> dict[str, Any] | None:
+#: ``meta.json`` is a few hundred bytes; anything larger is not ours and is never read into memory
+META_MAX_BYTES = 1 << 20
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def file_stamp(path: Path) -> dict[str, int]:
+    """What "unchanged since verified" means for a file: size, mtime, ctime, inode and device.
+
+    A file replaced by another of the same size and mtime has a new inode or ctime; the ctime cannot be set by
+    any user, so restoring the mtime after an edit in place does not hide it either.
+    """
+    st = path.stat()
+    return {"file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns, "file_ctime_ns": st.st_ctime_ns,
+            "file_ino": st.st_ino, "file_dev": st.st_dev}
+
+
+def read_meta(directory: Path) -> dict[str, Any] | None:
+    """The ``meta.json`` of a conversion when it is a well-formed record, else None (never raises).
+
+    Well-formed: a JSON object of at most :data:`META_MAX_BYTES` with a 64-hex ``file_sha256`` and integer
+    ``file_size`` and ``file_mtime_ns``.
+    """
+    path = directory / "meta.json"
     try:
-        return json.loads((directory / "meta.json").read_text())
-    except (OSError, ValueError):
+        if path.stat().st_size > META_MAX_BYTES:
+            return None
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("file_sha256"), str) \
+            or not _HEX64.match(meta["file_sha256"]):
+        return None
+    if not _is_count(meta.get("file_size")) or not _is_count(meta.get("file_mtime_ns")):
+        return None
+    return meta
+
+
+def _stamp_matches(meta: Mapping[str, Any], stamp: Mapping[str, int]) -> bool:
+    return all(meta.get(k) == v for k, v in stamp.items())
 
 
 def _remove(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def check_cached(directory: Path, verify: VerifyMode = "auto") -> ConvertedCheckpoint | None:
-    """Return the cached conversion in ``directory`` if complete and intact; None if absent.
+def find_cached(directory: Path, verify: VerifyMode = "auto") -> ConvertedCheckpoint | None:
+    """The conversion in ``directory`` when it is complete and passes ``verify`` without any repair; else None.
 
-    Raises :class:`ChecksumError` (after removing the directory) when the file is damaged.
+    Lock-free and read-only: safe while another process converts into ``directory``. Anything short of a clean
+    result (absent, incomplete, damaged, or a new stamp to record) returns None, and the caller takes the lock
+    and calls :func:`check_cached`.
     """
     path = directory / "model.safetensors"
-    meta = _read_meta(directory)
+    meta = read_meta(directory)
     if meta is None or not path.is_file():
-        if directory.exists():
-            _remove(directory)  # leftovers of an interrupted conversion: nothing complete to keep
         return None
     if verify is False:
         return ConvertedCheckpoint(path, meta)
-    stat = path.stat()
-    unchanged = stat.st_size == meta.get("file_size") and stat.st_mtime_ns == meta.get("file_mtime_ns")
+    if verify == "auto" and _stamp_matches(meta, file_stamp(path)):
+        return ConvertedCheckpoint(path, meta)
+    return None
+
+
+def check_cached(directory: Path, verify: VerifyMode = "auto") -> ConvertedCheckpoint | None:
+    """Return the cached conversion in ``directory`` if complete and intact; None if absent or incomplete.
+
+    Call it holding ``file_lock(directory)``: it removes an incomplete conversion (no well-formed ``meta.json``),
+    and raises :class:`ChecksumError` after removing a damaged one.
+    """
+    path = directory / "model.safetensors"
+    meta = read_meta(directory)
+    if meta is None or not path.is_file():
+        if directory.exists():
+            _remove(directory)  # leftovers of an interrupted conversion or a damaged record: convert anew
+        return None
+    if verify is False:
+        return ConvertedCheckpoint(path, meta)
+    stamp = file_stamp(path)
+    unchanged = _stamp_matches(meta, stamp)
     if verify == "auto" and unchanged:
         return ConvertedCheckpoint(path, meta)
     actual = sha256_file(path)
-    if actual != meta.get("file_sha256") or stat.st_size != meta.get("file_size"):
+    if actual != meta["file_sha256"] or stamp["file_size"] != meta["file_size"]:
         _remove(directory)
         raise ChecksumError(
-            f"the cached conversion {path} is damaged (sha256 {actual[:16]}…, {stat.st_size:,} bytes; "
-            f"expected {str(meta.get('file_sha256'))[:16]}…, {meta.get('file_size'):,} bytes). It has been "
+            f"the cached conversion {path} is damaged (sha256 {actual[:16]}…, {stamp['file_size']:,} bytes; "
+            f"expected {meta['file_sha256'][:16]}…, {meta['file_size']:,} bytes). It has been "
             "removed; load again to convert the upstream file anew."
         )
-    if not unchanged:  # same bytes, new mtime (copied or touched): remember the new stat
-        meta.update(file_mtime_ns=stat.st_mtime_ns)
+    if not unchanged:  # same bytes, new stamp (copied, touched or restored from a backup): remember it
+        meta.update(stamp)
         _write_meta(directory, meta)
     return ConvertedCheckpoint(path, meta)
+
+
+def cached_conversion(directory: Path, verify: VerifyMode = "auto") -> ConvertedCheckpoint | None:
+    """:func:`find_cached`, falling back to :func:`check_cached` under the directory's lock."""
+    found = find_cached(directory, verify)
+    if found is not None or not directory.exists():
+        return found
+    with file_lock(directory):
+        return check_cached(directory, verify)
 
 
 def _write_meta(directory: Path, meta: Mapping[str, Any]) -> None:
@@ -148,11 +234,9 @@ def _save_converted(directory: Path, unwrapped: Unwrapped, sd: Mapping[str, Tens
     with atomic_path(final) as tmp:
         save_file(tensors, str(tmp), metadata={"medzoo_name": meta["name"], "format": meta["format"],
                                                "source_sha256": meta["source_sha256"], "medzoo_version": __version__})
-    stat = final.stat()
+    meta.update(file_stamp(final))
     meta.update(
         file_sha256=sha256_file(final),
-        file_size=stat.st_size,
-        file_mtime_ns=stat.st_mtime_ns,
         tensors=len(tensors),
         parameters=sum(t.numel() for t in tensors.values() if t.is_floating_point()),
         dropped_entries=unwrapped.dropped_entries,
@@ -161,7 +245,7 @@ def _save_converted(directory: Path, unwrapped: Unwrapped, sd: Mapping[str, Tens
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     _write_meta(directory, meta)
-    return ConvertedCheckpoint(final, meta)
+    return ConvertedCheckpoint(final, meta, fresh=True)
 
 
 def convert_into_cache(
@@ -174,13 +258,20 @@ def convert_into_cache(
     provenance: Mapping[str, Any],
     verify: VerifyMode = "auto",
     progress: bool = True,
+    replace: bool = False,
+    check: Callable[[Mapping[str, Tensor]], None] | None = None,
 ) -> ConvertedCheckpoint:
     """Convert ``upstream`` (format ``fmt``) into ``directory`` under a lock, unless already there.
 
+    The one writer of the converted layout: ``zoo.load`` and ``zoo mirror import`` both install through it.
     ``reference`` is the target network (meta device is fine) or a callable building it; a callable is only
-    called when a conversion actually happens.
+    called when a conversion actually happens. ``replace`` converts again even when a conversion exists
+    (``force_download``). ``check`` sees the canonical state dict before anything is written and may raise to
+    refuse it (the mirror compares it with the conversion it shipped); nothing is left behind then.
     """
     with file_lock(directory):
+        if replace:
+            _remove(directory)
         cached = check_cached(directory, verify)
         if cached is not None:
             return cached
@@ -202,6 +293,8 @@ def convert_into_cache(
                 reference = reference()
             sd = validate_against(unwrapped.state_dict, reference, entry)
             sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+            if check is not None:
+                check(sd)
             step("validated")
             meta = {"name": entry.name, "format": fmt, **provenance}
             result = _save_converted(directory, unwrapped, sd, meta)
@@ -215,23 +308,30 @@ def convert_into_cache(
         return result
 
 
-def remembered_sha256(path: Path, cache_dir: str | os.PathLike | None = None, progress: bool = False) -> str:
-    """sha256 of a user-supplied file, re-hashed only when its path, size or mtime changed since last time."""
+def remembered_sha256(
+    path: Path, cache_dir: str | os.PathLike | None = None, progress: bool = False, verify: VerifyMode = "auto"
+) -> str:
+    """sha256 of a user-supplied file, re-hashed unless the same file (path and :func:`file_stamp`) was hashed
+    before; ``verify=True`` always hashes. The record lives in ``<cache>/file-hashes/`` and a malformed one is
+    ignored (hashed anew)."""
     import hashlib
 
     resolved = path.resolve()
-    stat = resolved.stat()
+    stamp = file_stamp(resolved)
     index = zoo_cache_dir(cache_dir) / "file-hashes" / (hashlib.sha1(str(resolved).encode()).hexdigest() + ".json")
-    try:
-        record = json.loads(index.read_text())
-        if record["size"] == stat.st_size and record["mtime_ns"] == stat.st_mtime_ns:
-            return record["sha256"]
-    except (OSError, ValueError, KeyError):
-        pass
+    if verify is not True:
+        try:
+            if index.stat().st_size <= META_MAX_BYTES:
+                record = json.loads(index.read_text())
+                if isinstance(record, dict) and record.get("path") == str(resolved) \
+                        and all(record.get(k) == v for k, v in stamp.items()) \
+                        and isinstance(record.get("sha256"), str) and _HEX64.match(record["sha256"]):
+                    return record["sha256"]
+        except (OSError, ValueError, UnicodeDecodeError):
+            pass
     digest = sha256_file(resolved, progress=progress)
     with atomic_path(index) as tmp:
-        tmp.write_text(json.dumps({"path": str(resolved), "size": stat.st_size,
-                                   "mtime_ns": stat.st_mtime_ns, "sha256": digest}))
+        tmp.write_text(json.dumps({"path": str(resolved), "sha256": digest, **stamp}))
     return digest
 
 

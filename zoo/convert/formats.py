@@ -27,6 +27,7 @@ from ..errors import CheckpointFormatError
 from ..state_dict import strip_prefix, strip_wrappers
 from .nnunet_v1 import convert_nnunet_v1, is_nnunet_v1
 from .safe_load import load_legacy_checkpoint
+from .safetensors_check import check_safetensors_file
 
 _WRAPPER_KEYS = ("state_dict", "net", "model", "network_weights", "model_state_dict", "state_dict_ema")
 
@@ -68,12 +69,7 @@ def unwrap_checkpoint(path: str | os.PathLike, fmt: str) -> Unwrapped:
     if fmt == "timm":
         return _unwrap_timm(path)
     if fmt == "safetensors" or path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return Unwrapped(strip_wrappers(load_file(str(path))))
-        except Exception as err:  # safetensors raises its own SafetensorError
-            raise CheckpointFormatError(f"{path} is not a valid safetensors file: {err}") from None
+        return Unwrapped(strip_wrappers(load_safetensors(path)))
     obj = load_legacy_checkpoint(path)
     if fmt in ("genesis-unet3d", "medicalnet"):
         sd, dropped = _unwrap(obj, "state_dict", str(path))
@@ -97,17 +93,25 @@ def unwrap_checkpoint(path: str | os.PathLike, fmt: str) -> Unwrapped:
     raise CheckpointFormatError(f"no converter for checkpoint format {fmt!r}")
 
 
+def load_safetensors(path: Path) -> "dict[str, Tensor]":
+    """Read a safetensors file after checking its header; every failure is a :class:`CheckpointFormatError`."""
+    from safetensors.torch import load_file
+
+    check_safetensors_file(path)
+    try:
+        return load_file(str(path))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # noqa: BLE001 -- SafetensorError, and a Rust panic (a BaseException)
+        raise CheckpointFormatError(f"{path} is not a valid safetensors file: {err}") from None
+
+
 def _unwrap_timm(path: Path) -> Unwrapped:
     """A timm Hub file (``model.safetensors`` or legacy ``pytorch_model.bin``) of a 2D ResNet, inflated to 3D."""
     from .inflate2d import inflate_timm_resnet
 
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            sd, dropped_entries = load_file(str(path)), []
-        except Exception as err:  # safetensors raises its own SafetensorError
-            raise CheckpointFormatError(f"{path} is not a valid safetensors file: {err}") from None
+        sd, dropped_entries = load_safetensors(path), []
     else:
         sd, dropped_entries = _unwrap(load_legacy_checkpoint(path), "state_dict", str(path))
     inflated, dropped_keys = inflate_timm_resnet(strip_wrappers(sd), where=str(path))

@@ -1,4 +1,8 @@
-"""Licences of record shared by several entries (facts: reference/upstream-checkpoints.md section 5)."""
+"""Licences of record shared by several entries.
+
+Facts: each upstream ``LICENSE`` file (MrGiovanni/ModelsGenesis, Tencent/MedicalNet, MrGiovanni/SuPreM on GitHub)
+and the licence field of each Hugging Face Hub card; summarised in docs/upstream-checkpoints.md section 5.
+"""
 
 from ..registry import License
 

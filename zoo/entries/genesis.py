@@ -24,7 +24,8 @@ GENESIS_PAPER = Paper(
 }""",
 )
 
-#: the CT z-score of the Models Genesis nnU-Net input, (HU - mean) / std (pretraining-methods.md section 1.4)
+#: the CT z-score of the Models Genesis nnU-Net input, (HU - mean) / std (MrGiovanni/ModelsGenesis
+#: competition/Genesis_nnUNet.py; docs/pretraining-recipes.md section 1.4)
 GENESIS_NNUNET_CT_MEAN, GENESIS_NNUNET_CT_STD = -775.8457, 251.9326
 
 GENESIS_RESTORATION = (

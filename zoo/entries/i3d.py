@@ -1,9 +1,10 @@
 """2D ImageNet ResNets from timm, inflated to 3D (I3D, Carreira & Zisserman 2017) in the Med3D layout.
 
 The natural-image baseline of 3D transfer learning. The weights are timm's default ImageNet-1k tags (ResNet
-strikes back, recipe A1), read from timm's Hub repos (``config.json`` + ``model.safetensors``,
-reference/hub-conventions.md section 1.6) and converted by :mod:`zoo.convert.inflate2d`: every 2D kernel
-repeated along z and divided by its size, RGB stem summed to one grey channel, ImageNet ``fc`` dropped.
+strikes back, recipe A1), read from timm's Hub repos (``config.json`` + ``model.safetensors``, e.g.
+https://huggingface.co/timm/resnet50.a1_in1k; docs/upstream-checkpoints.md section 6) and converted by
+:mod:`zoo.convert.inflate2d`: every 2D kernel repeated along z and divided by its size, RGB stem summed to one
+grey channel, ImageNet ``fc`` dropped.
 
 The network is :class:`zoo.archs.med3d_resnet.Med3DResNet` with shortcut B (timm has 1x1 downsample convs)
 and ``dilated=False``: layer3/4 with stride 2, as the 2D networks were trained (output stride 32), so that

@@ -1,7 +1,9 @@
 """MedicalNet / Med3D 3D ResNets (Chen, Ma, Zheng 2019), Tencent's weights on the Hub (MIT).
 
-Facts (repos, files, sizes, sha256, revisions): reference/upstream-checkpoints.md section 3.5. Files whose
-sha256 is not yet recorded are verified against the Hub's LFS hash on download.
+Facts (repos, files, sizes, sha256, revisions): the Hugging Face Hub repos
+https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet{10,18,34,50,101,152,200} (sha256 = the Git LFS oid
+shown on each file's page), tabulated in docs/upstream-checkpoints.md section 3.5. Files whose sha256 is not
+yet recorded are verified against the Hub's LFS hash on download.
 """
 
 from ..registry import CheckpointSource, InputContract, ModelEntry, Paper, Pretraining, register

@@ -5,7 +5,9 @@ The authors published no weights (HealthML/self-supervised-3d-tasks issue #18). 
 3D U-Net encoder (``ssl3d_unet_encoder``: 16/32/64/128/256 filters, :mod:`zoo.archs.ssl3d_encoder`) as the
 paper pretrained it; ``zoo.load(name, pretrained=False)`` builds it, ``checkpoint=`` loads weights trained with
 ``python -m export.ssl3d --task TASK``. No full-scale run exists yet, so ``source`` stays None until one is
-published. Facts: reference/pretraining-methods.md section 4.
+published. Facts: the paper (arXiv:2006.03829) and the authors' repository
+(https://github.com/HealthML/self-supervised-3d-tasks, ``self_supervised_3d_tasks/configs/train/*_3d.json``),
+summarised in docs/pretraining-recipes.md section 4.
 """
 
 from ..registry import InputContract, License, ModelEntry, Paper, Pretraining, register

@@ -7,6 +7,11 @@ Sources, in order:
 3. the Hugging Face Hub through ``huggingface_hub.hf_hub_download`` at the pinned revision (which serves a
    pinned commit from the local HF cache with no network call; respects ``HF_HUB_OFFLINE``).
 
+Before a file that is not cached is downloaded, one HEAD request without retries checks that the Hub answers:
+huggingface_hub retries a failed metadata request with exponential back-off when nothing is cached (about 23 s
+when the connection is refused, minutes when packets are dropped), so an offline miss fails at once instead,
+with medzoo's message only.
+
 huggingface_hub checks only the size of what it downloads, so the bytes are hashed here: against the
 registry's sha256 when it is pinned, otherwise against the Hub's own LFS hash (the blob's name in the HF
 cache). A mismatching Hub file is deleted and downloaded once more; a second mismatch raises.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,15 +102,106 @@ def _from_mirror(source: CheckpointSource, root: Path, label: str, progress: boo
     return FetchedFile(path, digest, "mirror", how)
 
 
-def _miss_message(source: CheckpointSource, label: str, root: Path | None, reason: str) -> str:
+def _miss_message(
+    source: CheckpointSource, label: str, root: Path | None, reason: str, url: str, offline_hint: bool = False
+) -> str:
+    """The message of a Hub miss: what is missing, why, the URL to fetch by hand, and where to put the file."""
     target = (root or Path("$ZOO_MIRROR")) / source.repo_id / source.filename
+    hint = (
+        "No network here? Set HF_HUB_OFFLINE=1 to skip the Hub and fail at once.\n" if offline_hint else ""
+    )
     return (
         f"{label} is not cached and could not be downloaded ({reason}).\n"
-        f"Fetch it on a machine with internet access:\n    {source.url}\n"
+        f"{hint}"
+        f"Fetch it on a machine with internet access:\n    {url}\n"
         f"then either put it at\n    {target}\n"
         f"(and set ZOO_MIRROR={root or '/path/to/mirror'}), or pass checkpoint='/path/to/{source.filename}' "
         "to zoo.load / --checkpoint to the CLI."
     )
+
+
+def _hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set now, or was set when huggingface_hub was imported."""
+    from huggingface_hub import constants
+
+    return hf_offline() or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions of huggingface_hub's HTTP layer that mean "no usable connection" (refused, unreachable,
+    timed out, cut): httpx2 (huggingface_hub 2.x), httpx (1.x) or requests (0.x)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",)),
+                          ("requests", ("ConnectionError", "Timeout"))):
+        mod = sys.modules.get(module)  # a library that was never imported raised nothing
+        errors.extend(getattr(mod, name) for name in names if hasattr(mod, name))
+    return tuple(errors)
+
+
+def _hub_failure(err: BaseException, source: CheckpointSource) -> tuple[str, bool] | None:
+    """``(reason, offline_hint)`` for a failure of the Hub client that means "cannot get this file", else None."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    endpoint = constants.ENDPOINT
+    if isinstance(err, (OfflineModeIsEnabled, LocalEntryNotFoundError)) and _hub_offline():
+        return "HF_HUB_OFFLINE is set", False
+    if isinstance(err, LocalEntryNotFoundError):
+        cause = err.__cause__ or err.__context__
+        detail = f"{type(cause).__name__}: {_first_line(cause)}" if cause is not None else _first_line(err)
+        return f"no usable answer from {endpoint}: {detail}", True
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if isinstance(err, GatedRepoError):
+        return f"{source.repo_id} is a gated repository (HTTP {status}): accept its terms on the Hub and log in", False
+    if isinstance(err, RepositoryNotFoundError):
+        return f"the Hub has no repository {source.repo_id} or it needs a login (HTTP {status})", False
+    if isinstance(err, RevisionNotFoundError):
+        return f"the Hub has no revision {source.revision or 'main'} of {source.repo_id} (HTTP {status})", False
+    if isinstance(err, EntryNotFoundError):
+        return f"the Hub has no file {source.filename} at that revision (HTTP {status})", False
+    if isinstance(err, HfHubHTTPError):
+        if status == 429:
+            return "the Hub is rate-limiting requests (HTTP 429); try again later", True
+        if status is not None and status >= 500:
+            return f"the Hub answered with a server error (HTTP {status}); try again later", True
+        return f"the Hub refused the request (HTTP {status}): {_first_line(err)}", False
+    if isinstance(err, _transport_errors()):
+        return f"cannot connect to {endpoint}: {type(err).__name__}: {_first_line(err)}", True
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
+def _in_hf_cache(source: CheckpointSource, hub_cache: Path) -> bool:
+    """True when the HF cache already holds ``source``'s file at its revision (``main``'s cached commit if unpinned)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source.repo_id, source.filename, cache_dir=str(hub_cache), revision=source.revision)
+    return isinstance(found, str)
+
+
+def _probe_hub(url: str) -> None:
+    """One HEAD request for ``url``'s metadata, without retries; raises what huggingface_hub raises.
+
+    ``hf_hub_download`` falls back to the cache quickly when its first metadata request fails, but when nothing is
+    cached it repeats the request with back-off (five retries, 1+2+4+8+8 s of sleep, 60 s timeouts). This probe
+    runs only when nothing is cached, so a miss fails on its first connection error instead.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata
+
+    timeout = getattr(constants, "HF_HUB_ETAG_TIMEOUT", 10)
+    get_hf_file_metadata(url, timeout=timeout, library_name="medzoo", library_version=__version__)
 
 
 def _from_hub(
@@ -116,18 +213,20 @@ def _from_hub(
     progress: bool,
 ) -> FetchedFile:
     import huggingface_hub
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
     hub_cache = hf_cache_dir(cache_dir)
+    url = huggingface_hub.hf_hub_url(source.repo_id, source.filename, revision=source.revision)
+
+    def miss(reason: str, offline_hint: bool) -> WeightsNotAvailableError:
+        return WeightsNotAvailableError(_miss_message(source, label, mirror_root, reason, url, offline_hint))
 
     def download(force: bool) -> Path:
+        offline = _hub_offline()
+        if force and offline:
+            raise miss("force_download=True needs the Hub, but HF_HUB_OFFLINE is set", False)
         try:
+            if not offline and (force or not _in_hf_cache(source, hub_cache)):
+                _probe_hub(url)
             return Path(
                 huggingface_hub.hf_hub_download(
                     source.repo_id,
@@ -135,24 +234,24 @@ def _from_hub(
                     revision=source.revision,
                     cache_dir=str(hub_cache),
                     force_download=force,
+                    local_files_only=offline,
                     library_name="medzoo",
                     library_version=__version__,
                 )
             )
-        except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
-            reason = "HF_HUB_OFFLINE is set" if hf_offline() else f"no connection to the Hub: {type(err).__name__}"
-            raise WeightsNotAvailableError(_miss_message(source, label, mirror_root, reason)) from err
-        except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
-            raise WeightsNotAvailableError(
-                _miss_message(source, label, mirror_root, f"the Hub says {type(err).__name__}: {err}")
-            ) from err
+        except Exception as err:
+            failure = _hub_failure(err, source)
+            if failure is None:
+                raise
+            # ``from None``: only medzoo's message prints; the client's error stays in ``__context__``
+            raise miss(*failure) from None
 
     path = download(force_download)
     try:
         return _verify_hub_file(source, path, label, progress)
     except ChecksumError:
         _remove_cached(path)
-        if hf_offline():
+        if _hub_offline():
             raise
     path = download(True)
     try:

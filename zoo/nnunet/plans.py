@@ -1,6 +1,7 @@
 """Read nnU-Net v2 plans and dataset.json into what medzoo needs to build the network nnU-Net would build.
 
-Two plan formats are read (facts: reference/nnunet-integration.md §1):
+Two plan formats are read (facts: docs/nnunet-plans.md §1; nnU-Net's
+nunetv2/utilities/plans_handling/plans_handler.py):
 
 * the ``architecture`` format (nnU-Net >= 2.3): ``configurations[C]["architecture"] = {network_class_name,
   arch_kwargs, _kw_requires_import}``;
@@ -19,12 +20,11 @@ Every problem raises :class:`PlanError` naming the configuration and the key. No
 from __future__ import annotations
 
 import copy
-import json
 import os
-from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 from ..errors import ZooError
+from ..json_file import read_json_object
 
 #: ``network_class_name`` nnU-Net resolves (``pydoc.locate``) for each medzoo architecture of the U-Net family;
 #: NestedUNet (UNet++) is medzoo's own class, so nnU-Net's environment must have medzoo installed
@@ -79,24 +79,16 @@ def _where(configuration: str | None, key: str) -> str:
     return f"configuration {configuration!r}: {key}" if configuration is not None else key
 
 
+#: the largest plans.json / dataset.json read: real ones are tens of kilobytes (dataset.json with a file list
+#: for thousands of cases stays under a few megabytes)
+MAX_JSON_BYTES = 64 << 20
+
+
 def _read_json(source: Any, what: str) -> dict:
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise PlanError(f"{what} file {path} does not exist") from None
-        except OSError as err:
-            raise PlanError(f"{what} file {path} cannot be read: {err}") from None
-        try:
-            value = json.loads(text)
-        except ValueError as err:
-            raise PlanError(f"{what} file {path} is not valid JSON: {err}") from None
-        if not isinstance(value, dict):
-            raise PlanError(f"{what} file {path} must hold a JSON object, got {type(value).__name__}")
-        return value
+        return read_json_object(source, what=f"{what} file", max_bytes=MAX_JSON_BYTES, error=PlanError)
     raise PlanError(f"{what} must be a path or a dict, got {type(source).__name__}")
 
 
@@ -328,26 +320,41 @@ def _axis_list(value: Any, dims: int, where: str, odd: bool) -> list[int]:
     return list(vals)
 
 
-def _locate_class(value: Any, where: str, allow_none: bool) -> Any:
-    import pydoc
+def _plan_op(value: Any, role: str, where: str) -> Any:
+    """The torch class a plan names for ``role``, from the allow-list of :mod:`zoo.archs.ops` (nothing is
+    imported: nnU-Net's own ``pydoc.locate`` would run any module's top-level code)."""
+    from ..archs.limits import ArchitectureSpecError
+    from ..archs.ops import resolve_op
 
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, str):
+    if not isinstance(value, (str, type(None))):
         raise PlanError(f"{where} must be a dotted class path (e.g. 'torch.nn.LeakyReLU'), got {value!r}")
     try:
-        located = pydoc.locate(value)
-    except Exception as err:  # an import error inside the named module
-        raise PlanError(f"{where} = {value!r} cannot be imported: {err}") from None
-    if not isinstance(located, type):
-        raise PlanError(f"{where} = {value!r} does not name an importable class")
-    return located
+        return resolve_op(value, role, where)
+    except ArchitectureSpecError as err:
+        raise PlanError(str(err)) from None
+
+
+def _check_sizes(arch: str, kwargs: Mapping[str, Any], configuration: str | None, patch_size: Any) -> None:
+    """The size limits of :mod:`zoo.archs.limits` (parameters, layers, activations of one forward at batch 1 on
+    ``patch_size``), by arithmetic before anything is built; input and output channels count as 1 here (they come
+    from dataset.json; the build checks them)."""
+    from ..archs.limits import ArchitectureSpecError
+    from ..archs.size_estimate import check_architecture
+
+    try:
+        check_architecture(arch, {**kwargs, "in_channels": 1, "num_classes": 1}, patch_size=patch_size,
+                           name_of=lambda key: _where(configuration, f"architecture.arch_kwargs.{key}"),
+                           patch_key=_where(configuration, "patch_size"))
+    except ArchitectureSpecError as err:
+        raise PlanError(str(err)) from None
 
 
 def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str | None = None,
                       patch_size: Any = None) -> int:
     """Validate plan ``arch_kwargs`` for medzoo architecture ``arch``; return the number of spatial dims."""
     from torch import nn
+
+    from ..archs.limits import MAX_STAGES
 
     w = lambda key: _where(configuration, f"architecture.arch_kwargs.{key}")  # noqa: E731
     unknown = sorted(set(kwargs) - _ALLOWED_KWARGS[arch])
@@ -357,10 +364,12 @@ def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str |
         if key not in kwargs:
             raise PlanError(f"{w(key)} is missing")
     n = _check_int(kwargs["n_stages"], w("n_stages"), minimum=2)
-    conv = _locate_class(kwargs["conv_op"], w("conv_op"), allow_none=False)
-    if issubclass(conv, nn.Conv3d):
+    if n > MAX_STAGES:
+        raise PlanError(f"{w('n_stages')} = {n} is above the limit of {MAX_STAGES} stages (zoo.archs.limits)")
+    conv = _plan_op(kwargs["conv_op"], "conv_op", w("conv_op"))
+    if conv is nn.Conv3d:
         dims = 3
-    elif issubclass(conv, nn.Conv2d):
+    elif conv is nn.Conv2d:
         dims = 2
     else:
         raise PlanError(f"{w('conv_op')} must be Conv2d or Conv3d, got {kwargs['conv_op']!r}")
@@ -381,9 +390,7 @@ def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str |
         raise PlanError(f"{w('nonlin_first')} must be true or false, got {kwargs['nonlin_first']!r}")
     for op in ("norm_op", "dropout_op", "nonlin"):
         if op in kwargs:
-            cls = _locate_class(kwargs[op], w(op), allow_none=True)
-            if cls is not None and not issubclass(cls, nn.Module):
-                raise PlanError(f"{w(op)} = {kwargs[op]!r} is not a torch.nn.Module class")
+            _plan_op(kwargs[op], op, w(op))
         opkw = op + "_kwargs" if op != "nonlin" else "nonlin_kwargs"
         if opkw in kwargs and kwargs[opkw] is not None and not (
             isinstance(kwargs[opkw], dict) and all(isinstance(k, str) for k in kwargs[opkw])
@@ -422,6 +429,7 @@ def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str |
         if bad:
             raise PlanError(f"{where} {patch_size} is not divisible by the product of the strides {total} "
                             f"along axis {bad[0]}; nnU-Net's skips would not line up")
+    _check_sizes(arch, kwargs, configuration, patch_size)
     return dims
 
 

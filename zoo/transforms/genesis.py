@@ -1,5 +1,6 @@
 """Models Genesis corruptions, batched in torch: flip, local pixel shuffle, non-linear (Bezier) intensity,
-in-painting and out-painting (``reference/pretraining-methods.md`` §1.3).
+in-painting and out-painting (upstream: MrGiovanni/ModelsGenesis ``pytorch/utils.py``, ``generate_pair``;
+described in ``docs/pretraining-recipes.md`` §1.3).
 
 Axis order
 ----------

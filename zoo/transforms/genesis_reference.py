@@ -1,8 +1,8 @@
 """Per-cube numpy implementation of the Models Genesis corruptions: the baseline for tests and benchmarks.
 
-Written from the documented algorithm (``reference/pretraining-methods.md`` §1.3), one cube at a time, with
-plain Python loops where the upstream code loops. It is deliberately simple and slow; the batched torch
-version is :mod:`zoo.transforms.genesis`.
+Written from the documented algorithm (``docs/pretraining-recipes.md`` §1.3, after MrGiovanni/ModelsGenesis
+``pytorch/utils.py``), one cube at a time, with plain Python loops where the upstream code loops. It is
+deliberately simple and slow; the batched torch version is :mod:`zoo.transforms.genesis`.
 
 Conventions
 -----------
