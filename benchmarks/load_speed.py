@@ -98,8 +98,8 @@ def prepare(depth: int, workdir: Path) -> tuple[Path, Path, Path]:
     """Write a MedicalNet-layout upstream file and convert it into a zoo cache as a first load would."""
     import torch
 
-    from zoo.convert.cache import convert_into_cache, converted_dir, meta_device_model, source_key_for
-    from zoo.loading import build_model
+    from zoo.archs.build import build_model, meta_device_model
+    from zoo.convert.cache import convert_into_cache, converted_dir, source_key_for
     from zoo.registry import get_entry
 
     entry = get_entry(f"med3d-resnet{depth}")

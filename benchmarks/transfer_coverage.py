@@ -234,8 +234,9 @@ def main(argv=None) -> int:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
 
-        from zoo.convert.cache import load_converted, meta_device_model
-        from zoo.loading import build_model, resolve_weights
+        from zoo.archs.build import build_model, meta_device_model
+        from zoo.convert.cache import load_converted
+        from zoo.weights import resolve_weights
         from zoo.nnunet.export import adapt_to_plan
         from zoo.registry import get_entry
         from zoo.state_dict import expand_aliases

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     # one tensor per name: nnU-Net's alias keys (all_modules.*, decoder.encoder.*) are restored by zoo.load
     from safetensors.torch import load_file, save_file
 
-    from zoo.loading import build_model
+    from zoo.archs.build import build_model
     from zoo.model_dir import read_model_dir
     from zoo.state_dict import canonicalize
 

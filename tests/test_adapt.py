@@ -20,16 +20,9 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from zoo.adapt.engine import (
-    adapt_kernel,
-    adapt_model,
-    adapt_state_dict,
-    adapt_transposed_kernel,
-    collapse_axis,
-    inflate_axis,
-    load_into,
-    map_axes,
-)
+from zoo.adapt.engine import adapt_model, adapt_state_dict
+from zoo.adapt.kernels import adapt_kernel, adapt_transposed_kernel, collapse_axis, inflate_axis, map_axes
+from zoo.adapt.materialise import load_into
 from zoo.adapt.report import TransferReport
 from zoo.archs import build_architecture
 from zoo.errors import AdaptationError, ZooError
@@ -587,7 +580,7 @@ def test_fuzzed_plans_fail_with_plan_error_or_build(data):
 def _cli(argv) -> int:
     """``zoo.cli.main`` once the lead wires cli_adapt in; until then an equivalent parser."""
     from zoo import cli
-    from zoo.cli_adapt import add_subcommands
+    from zoo.cli.adapt import add_subcommands
 
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -21,7 +21,7 @@ from zoo.cards import (
     write_cards,
 )
 from zoo.cards.prose import results_for
-from zoo.cli_cards import add_subcommands
+from zoo.cli.cards import add_subcommands
 from zoo.registry import CheckpointSource, License
 
 PIPELINE_TAGS = {"image-segmentation", "image-classification", "image-feature-extraction"}

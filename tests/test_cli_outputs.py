@@ -314,7 +314,7 @@ def test_os_error_names_the_path_and_its_cause(tmp_path, a_file, monkeypatch, ca
 
 
 def test_os_error_on_an_output_reads_as_a_write(tmp_path, a_file):
-    from zoo.cli_outputs import describe_os_error
+    from zoo.cli.outputs import describe_os_error
 
     err = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(a_file / "y"))
     assert describe_os_error(err, [a_file / "y"]) == (f"cannot write {a_file / 'y'}: Not a directory "

@@ -36,7 +36,7 @@ from torchrun_ranks import torchrun_two_cpu_ranks
 REPO = Path(__file__).resolve().parents[1]
 CT = REPO / "zoo" / "assets" / "demo" / "chest_ct_lung2_crop.nrrd"
 
-pytestmark = pytest.mark.filterwarnings("ignore::zoo.loading.LicenseWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::zoo.LicenseWarning")
 
 
 def write_dataset(root: Path, name: str, channel: str, labels: dict[str, int], cases: dict[str, tuple]) -> Path:

@@ -16,7 +16,7 @@ import torch
 
 import zoo
 import zoo.registry as registry
-from zoo.cli_cards import add_subcommands
+from zoo.cli.mirror import add_subcommands
 from zoo.entries.genesis import LUNG_PLAN_ARCH_KWARGS
 from zoo.errors import ChecksumError, WeightsNotAvailableError
 from zoo.hub.paths import hf_cache_dir, zoo_cache_dir

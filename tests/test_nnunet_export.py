@@ -25,7 +25,7 @@ import zoo.registry as registry
 from zoo.convert.cache import load_converted
 from zoo.entries.genesis import LUNG_PLAN_ARCH_KWARGS
 from zoo.errors import ZooError
-from zoo.loading import resolve_weights
+from zoo.weights import resolve_weights
 from zoo.nnunet.export import adapt_to_plan, export_nnunet
 from zoo.nnunet.plan_rewrite import rewrite_plan
 from zoo.nnunet.plans import PlanError, arch_for_configuration, build_from_plan
@@ -215,7 +215,7 @@ def test_zoo_plan_output_is_accepted_by_nnunetv2_and_transfer_is_complete(lung_c
 
 def _cli(argv) -> int:
     from zoo import cli
-    from zoo.cli_adapt import add_subcommands
+    from zoo.cli.adapt import add_subcommands
 
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

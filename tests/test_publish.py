@@ -20,10 +20,10 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.hf_api import CommitInfo, RepoUrl
 
 import zoo.registry as registry
-from zoo.cli_cards import add_subcommands
+from zoo.cli.publish import add_subcommands
 from zoo.entries._licenses import ASU_NONCOMMERCIAL, MIT
 from zoo.entries.genesis import LUNG_PLAN_ARCH_KWARGS
-from zoo.loading import build_model
+from zoo.archs.build import build_model
 from zoo.model_dir import entry_config, write_model_dir
 from zoo.publish import RECORD, PublishError, PublishRefusedError, publish
 from zoo.registry import CheckpointSource

@@ -527,7 +527,7 @@ def meta_build(arch: str, spec: dict) -> nn.Module:
 
 
 def test_estimate_matches_every_registry_entry():
-    from zoo.loading import build_model
+    from zoo.archs.build import build_model
 
     for entry in zoo.registry.all_entries():
         spec = {**entry.build_kwargs(), "in_channels": entry.input.in_channels, "num_classes": entry.num_classes}

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 CT = REPO / "zoo" / "assets" / "demo" / "chest_ct_lung2_crop.nrrd"
 TINY_FEATURES = (4, 8, 16)
 
-pytestmark = pytest.mark.filterwarnings("ignore::zoo.loading.LicenseWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::zoo.LicenseWarning")
 TINY_PLAN = {
     "n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
     "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]], "n_conv_per_stage": [2, 2, 2],

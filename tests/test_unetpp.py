@@ -474,7 +474,7 @@ def test_unetpp_liver_entry_refuses_pretrained_and_initialises_from_genesis(lung
     assert not rows["decoder.nodes.x0_1.convs.0.conv.weight"].initialised
     assert 0.74 < report.share_initialised_body < 0.75 and report.share_used > 0.999
     from zoo.convert.cache import load_converted
-    from zoo.loading import resolve_weights
+    from zoo.weights import resolve_weights
 
     src = load_converted(resolve_weights(registry.get_entry(NAME), cache_dir=lung_cache, progress=False)[0])
     assert torch.equal(model.state_dict()["encoder.stages.2.0.convs.1.conv.weight"],

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from zoo.viz import encode_png, save_panels, to_uint8
-from zoo.viz_font import GLYPH_HEIGHT, glyph, render_text
+from zoo.viz.font import GLYPH_HEIGHT, glyph, render_text
 
 
 @pytest.mark.parametrize("shape", [(7, 11), (5, 9, 3)])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from zoo.loading import build_model
+from zoo.archs.build import build_model
 from zoo.registry import get_entry
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._lazy import lazy_attributes
 from ._version import __version__
 from .errors import (
     AdaptationError,
@@ -27,14 +28,16 @@ from .errors import (
 from .registry import ModelEntry, get_entry, info, list_models
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .loading import LicenseWarning, LoadReport, build_model, load, resolve_weights
+    from .archs.build import build_model
+    from .loading import LoadReport, load
+    from .weights import LicenseWarning, resolve_weights
 
 _LAZY = {
-    "load": ("zoo.loading", "load"),
-    "build_model": ("zoo.loading", "build_model"),
-    "resolve_weights": ("zoo.loading", "resolve_weights"),
-    "LoadReport": ("zoo.loading", "LoadReport"),
-    "LicenseWarning": ("zoo.loading", "LicenseWarning"),
+    "load": "zoo.loading",
+    "build_model": "zoo.archs.build",
+    "resolve_weights": "zoo.weights",
+    "LoadReport": "zoo.loading",
+    "LicenseWarning": "zoo.weights",
 }
 
 __all__ = [
@@ -54,12 +57,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module_name, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module_name), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

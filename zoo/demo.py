@@ -82,7 +82,8 @@ def restore_cube(model: torch.nn.Module, cube01: np.ndarray,
 def run_demo(out_dir: str | os.PathLike = "medzoo-demo", *, seed: int = 0, progress: bool = True,
              log: Callable[[str], None] = print) -> DemoResult:
     """Run the three steps above, writing into ``out_dir``; returns what was written and measured."""
-    from .loading import LicenseWarning, load
+    from .loading import load
+    from .weights import LicenseWarning
     from .io import normalize, read_volume, resample
     from .nnunet.export import export_nnunet
     from .viz import save_panels

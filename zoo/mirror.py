@@ -191,7 +191,7 @@ def export_mirror(
     """
     from .convert.cache import check_cached, converted_dir, source_key_for
     from .hub.download import fetch_checkpoint
-    from .loading import resolve_weights
+    from .weights import resolve_weights
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -417,8 +417,8 @@ def _install_converted(
     cache_dir: str | os.PathLike | None, report: MirrorReport, progress: bool,
 ) -> None:
     """Convert the verified upstream file with the loader's own routine and check it against the mirror's."""
-    from .convert.cache import convert_into_cache, converted_dir, meta_device_model, source_key_for
-    from .loading import build_model
+    from .archs.build import build_model, meta_device_model
+    from .convert.cache import convert_into_cache, converted_dir, source_key_for
 
     entry = get_entry(name)
     key = source_key_for(entry)

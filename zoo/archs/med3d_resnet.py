@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import on_meta_device
+from ._common import on_meta_device
 
 __all__ = ["BasicBlock", "Bottleneck", "Med3DResNet", "build_med3d_resnet", "DEPTHS"]
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from . import on_meta_device
+from ._common import on_meta_device
 from .nnunet_blocks import (
     BasicBlockD,
     PlainConvEncoder,

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import on_meta_device
+from ._common import on_meta_device
 from .nnunet_blocks import ConvDropoutNormReLU, PlainConvEncoder, ResidualEncoder, he_init, resolve_arch_kwargs, \
     resolve_block, zero_last_norm
 

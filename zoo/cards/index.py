@@ -1,7 +1,7 @@
 """``model_cards/README.md``: the generated index table of every registry entry.
 
 Parameter counts come from building each network on the meta device (no memory, no initialisation) with
-:func:`zoo.loading.build_model`, so they are exactly what ``zoo.load`` returns (head included).
+:func:`zoo.archs.build.build_model`, so they are exactly what ``zoo.load`` returns (head included).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ _COUNTS: dict[tuple[str, str], int] = {}
 
 def parameter_count(entry: ModelEntry) -> int | None:
     """Parameters of ``entry``'s network as ``zoo.load`` builds it (meta device, via
-    :func:`zoo.loading.build_model`); None when the architecture cannot be built in this installation."""
+    :func:`zoo.archs.build.build_model`); None when the architecture cannot be built in this installation."""
     key = (entry.name, json.dumps(entry.to_dict(), sort_keys=True, default=str))
     if key not in _COUNTS:
         try:
             import torch
 
-            from ..loading import build_model
+            from ..archs.build import build_model
 
             with torch.device("meta"):
                 model = build_model(entry)

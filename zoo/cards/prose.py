@@ -10,6 +10,10 @@ A family matches entries by shell wildcards on the name; an entry no family matc
 new registry entries get a valid card without touching this file. ``Result`` rows become the card's
 ``model-index`` only for the entries whose *own* weights produced the number (``models`` patterns); numbers
 about other weights of the same paper appear in the prose tables only.
+
+What the registry or the architecture declarations (:mod:`zoo.archs.declarations`) already say is not repeated
+here: the card's ``pipeline_tag`` follows the architecture's task unless a family overrides it, and limitations
+that depend on an entry key on its facts (architecture, checkpoint format).
 """
 
 from __future__ import annotations
@@ -188,7 +192,7 @@ def _genesis_limitations(entry: ModelEntry) -> tuple[str, ...]:
             "The upstream UNet3D normalises with batch statistics even in `eval()` mode (`ContBatchNorm3d`); "
             "results at batch size 1 differ from those of a standard BatchNorm network."
         )
-    if entry.architecture == "plain_conv_unet":
+    if entry.source is not None and entry.source.format == "nnunet-v1":
         items.append(
             "Converted from nnU-Net v1 (Generic_UNet) to the v2 PlainConvUNet layout; v2's transposed-convolution "
             "and segmentation-head biases, absent in v1, are zero, which reproduces v1's outputs."
@@ -321,7 +325,6 @@ MED3D_FAMILY = Family(
         "(LICENSE of Tencent/MedicalNet), which also carries the MIT notice of kenshohara/3D-ResNets-PyTorch. "
         "Redistribution, also of converted weights, is allowed.",
     ),
-    pipeline_tag="image-feature-extraction",
     nnunet_note=(
         "This is a ResNet encoder, not an nnU-Net network: only layers with a counterpart in the target plan "
         "can be transferred. Check the per-tensor transfer report first (`zoo adapt NAME --plans ... --report "
@@ -496,7 +499,6 @@ I3D = Family(
         "timm's weights are published under Apache-2.0; they were trained on ImageNet-1k, whose terms of access "
         "restrict the images to non-commercial research. Check whether that matters for your use.",
     ),
-    pipeline_tag="image-feature-extraction",
 )
 
 # --------------------------------------------------------------------------------------------------------------

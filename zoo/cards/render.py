@@ -18,6 +18,7 @@ import dataclasses
 import json
 import re
 
+from ..archs.declarations import BY_NAME, DECLARATIONS, Task
 from ..registry import CheckpointSource, ModelEntry, get_entry
 from ..errors import UnknownModelError
 from .index import GENERATED_MARKER, format_params, parameter_count
@@ -26,9 +27,14 @@ from .prose import COMMON_LIMITATIONS, family_for, results_for
 LIBRARY_NAME = "medzoo"
 
 #: architectures whose output is a dense segmentation map
-SEGMENTATION_ARCHS = {"genesis_unet3d", "plain_conv_unet", "residual_encoder_unet", "nested_unet"}
-#: architectures that are nnU-Net v2 networks (fully transferable into an identical plan)
-NNUNET_ARCHS = {"plain_conv_unet", "residual_encoder_unet"}
+SEGMENTATION_ARCHS = {a.name for a in DECLARATIONS if a.task == "segmentation"}
+#: architectures that are nnU-Net v2 networks (fully transferable into an identical plan): nnU-Net's own classes
+NNUNET_ARCHS = {a.name for a in DECLARATIONS if a.nnunet is not None and a.nnunet.stock}
+#: the Hub ``pipeline_tag`` of each architecture task; a backbone's depends on its head (see :func:`pipeline_tag`)
+TASK_PIPELINE_TAGS: dict[Task, str] = {
+    "segmentation": "image-segmentation",
+    "segmentation-encoder": "image-segmentation",  # the encoder of a segmentation U-Net, meant to initialise one
+}
 
 SPDX_LINKS = {
     "mit": "https://opensource.org/license/mit",
@@ -60,11 +66,14 @@ def _cell(value: object) -> str:
 
 
 def pipeline_tag(entry: ModelEntry) -> str:
+    """The Hub ``pipeline_tag``: the prose family's, else the architecture task's (:data:`TASK_PIPELINE_TAGS`);
+    a backbone extracts features, or classifies when its entry has a head (``num_classes``)."""
     family = family_for(entry)
     if family.pipeline_tag:
         return family.pipeline_tag
-    if entry.architecture in SEGMENTATION_ARCHS or "unet" in entry.architecture:
-        return "image-segmentation"
+    declared = BY_NAME.get(entry.architecture)
+    if declared is not None and declared.task in TASK_PIPELINE_TAGS:
+        return TASK_PIPELINE_TAGS[declared.task]
     return "image-feature-extraction" if entry.num_classes is None else "image-classification"
 
 

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import torch
 from torch import Tensor, nn
 
 from .._version import __version__
@@ -343,9 +342,3 @@ def load_converted(path: Path) -> "dict[str, Tensor]":
         return load_file(str(path))
     except Exception as err:
         raise ChecksumError(f"{path} is not a readable safetensors file ({err}); delete it and load again") from None
-
-
-def meta_device_model(build: Callable[[], nn.Module]) -> nn.Module:
-    """Build a model with every parameter on the meta device (no memory, no random init)."""
-    with torch.device("meta"):
-        return build()

@@ -6,12 +6,12 @@ Upstream format ``timm``: the ``model.safetensors`` of a timm Hub repo ``timm/re
 ``.bn{1,2,3}``, ``.downsample.0`` (1x1 conv) / ``.downsample.1`` (BN), ``fc``. The conversion:
 
 * every 2D kernel (O, I, k, k) becomes (O, I, k, k, k) by I3D inflation: repeated along a new **first**
-  spatial axis and divided by k (:func:`zoo.adapt.engine.inflate_axis`, mode ``i3d``). Med3D volumes are
+  spatial axis and divided by k (:func:`zoo.adapt.kernels.inflate_axis`, mode ``i3d``). Med3D volumes are
   (N, C, z, y, x), so the inflated axis is z (the slice axis) and the ImageNet image plane is the axial
   (y, x) plane, rows = y, columns = x. A volume constant along z then gives, away from the z borders, the 2D
   network's response to one slice at every z (exact: BN and ReLU act per voxel, strides and max-pooling
   along a constant axis keep it constant);
-* ``conv1``'s RGB input channels are summed into one grey channel (:func:`zoo.adapt.channels.
+* ``conv1``'s RGB input channels are summed into one grey channel (:func:`zoo.adapt.kernels.
   adapt_input_channels`, k -> 1): the grey image gives what timm gives for that image replicated to RGB;
 * the ImageNet classifier ``fc`` (1000 classes) is dropped and listed in the conversion's ``dropped_keys``:
   the entries are backbones, ``num_classes=K`` adds a new head;
@@ -30,8 +30,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from ..adapt.channels import adapt_input_channels
-from ..adapt.engine import inflate_axis
+from ..adapt.kernels import adapt_input_channels, inflate_axis
 from ..errors import CheckpointFormatError
 
 #: the first convolution, whose RGB channels are summed to one grey channel

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from ..errors import CheckpointFormatError
 from ..hub.integrity import atomic_path, sha256_file
+from ..archs.build import build_model, meta_device_model
 from ..registry import get_entry, list_models
-from .cache import meta_device_model, validate_against
+from .cache import validate_against
 from .formats import unwrap_checkpoint
 
 
@@ -42,8 +43,6 @@ def convert_file(
 ) -> ConvertResult:
     """Convert ``file`` to safetensors at ``output`` (atomically); return what was written."""
     from safetensors.torch import save_file
-
-    from ..loading import build_model
 
     file, output = Path(file), Path(output)
     if not file.is_file():

@@ -1,4 +1,6 @@
-"""Registry entries, one module per model family. Importing this package registers all of them.
+"""Registry entries as data, one module per model family, each with a module-level ``ENTRIES`` tuple of
+:class:`zoo.entry.ModelEntry`; :data:`ENTRIES` collects them. Nothing here registers anything:
+:mod:`zoo.registry` builds its table from :data:`ENTRIES` on first use.
 
 | module       | entries                                                              |
 |--------------|----------------------------------------------------------------------|
@@ -11,4 +13,24 @@
 | ``i3d``      | ``i3d-resnet{18,50}-imagenet`` (timm's 2D ImageNet ResNets inflated to 3D) |
 """
 
-from . import demo, genesis, i3d, med3d, ssl3d, suprem, unetpp  # noqa: F401
+from ..entry import ModelEntry
+from . import demo, genesis, i3d, med3d, ssl3d, suprem, unetpp
+
+#: every family's entries, in registration order
+ENTRIES: tuple[ModelEntry, ...] = (
+    *genesis.ENTRIES,
+    *demo.ENTRIES,
+    *i3d.ENTRIES,
+    *med3d.ENTRIES,
+    *ssl3d.ENTRIES,
+    *suprem.ENTRIES,
+    *unetpp.ENTRIES,
+)
+
+#: family module name -> the names of its entries
+FAMILY_NAMES: dict[str, tuple[str, ...]] = {
+    module.__name__.rpartition(".")[2]: tuple(entry.name for entry in module.ENTRIES)
+    for module in (genesis, demo, i3d, med3d, ssl3d, suprem, unetpp)
+}
+
+__all__ = ["ENTRIES", "FAMILY_NAMES"]

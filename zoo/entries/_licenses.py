@@ -4,7 +4,7 @@ Facts: each upstream ``LICENSE`` file (MrGiovanni/ModelsGenesis, Tencent/Medical
 and the licence field of each Hugging Face Hub card; summarised in docs/upstream-checkpoints.md section 5.
 """
 
-from ..registry import License
+from ..entry import License
 
 ASU_NONCOMMERCIAL = License(
     spdx="other",

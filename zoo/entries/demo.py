@@ -6,7 +6,7 @@ The facts of the run (command, commit, data sha256, losses) are in ``zoo/assets/
 and ``README.md``; ``python -m export.demo_assets`` rebuilds the files from an ``export.genesis`` run.
 """
 
-from ..registry import CheckpointSource, InputContract, License, ModelEntry, Pretraining, register
+from ..entry import CheckpointSource, InputContract, License, ModelEntry, Pretraining
 from .genesis import (
     GENESIS_NNUNET_CT_MEAN,
     GENESIS_NNUNET_CT_STD,
@@ -29,54 +29,54 @@ DEMO_ARCH_KWARGS = {
 DEMO_WEIGHTS_SHA256 = "287ddcd8a8db936b6afd5efaab3cf20b1049e2e91958ba6954a29ce0f1f583c1"
 DEMO_WEIGHTS_SIZE = 5431752
 
-register(
-    ModelEntry(
-        name="genesis-ct-demo",
-        architecture="plain_conv_unet",
-        arch_kwargs=DEMO_ARCH_KWARGS,
-        description=(
-            "Demo-scale Models Genesis nnU-Net (1.4M parameters, 3 stages of 32/64/128 features) restoration-"
-            "pretrained by medzoo's export/genesis for 4 epochs (10 minutes of training on 2 CPU cores) on two "
-            "public CT volumes (pyradiomics lung1 chest CT, InVesalius head CT), validated on a third (pyradiomics "
-            "lung2): "
-            "validation MSE 0.0302, against 0.1165 for the identity (the damaged input) and 0.1201 for the untrained "
-            "network. Shipped in the package so that zoo demo and the tests run offline; not a research model."
+GENESIS_CT_DEMO = ModelEntry(
+    name="genesis-ct-demo",
+    architecture="plain_conv_unet",
+    arch_kwargs=DEMO_ARCH_KWARGS,
+    description=(
+        "Demo-scale Models Genesis nnU-Net (1.4M parameters, 3 stages of 32/64/128 features) restoration-"
+        "pretrained by medzoo's export/genesis for 4 epochs (10 minutes of training on 2 CPU cores) on two "
+        "public CT volumes (pyradiomics lung1 chest CT, InVesalius head CT), validated on a third (pyradiomics "
+        "lung2): "
+        "validation MSE 0.0302, against 0.1165 for the identity (the damaged input) and 0.1201 for the untrained "
+        "network. Shipped in the package so that zoo demo and the tests run offline; not a research model."
+    ),
+    source=CheckpointSource(
+        repo_id="medzoo/genesis-ct-demo",
+        filename="model.safetensors",
+        format="safetensors",
+        sha256=DEMO_WEIGHTS_SHA256,
+        size=DEMO_WEIGHTS_SIZE,
+        package_file="genesis-ct-demo/model.safetensors",
+    ),
+    license=License(
+        spdx="apache-2.0",
+        notice="Demo weights: trained for minutes on three CT volumes. Not for research or diagnostic use.",
+    ),
+    input=InputContract(
+        in_channels=1,
+        modality="CT",
+        axis_order="zyx",
+        intensity=(
+            f"HU clipped to [-1000, 1000], then (HU - ({GENESIS_NNUNET_CT_MEAN})) / {GENESIS_NNUNET_CT_STD} "
+            "(the Models Genesis nnU-Net's CT z-score)"
         ),
-        source=CheckpointSource(
-            repo_id="medzoo/genesis-ct-demo",
-            filename="model.safetensors",
-            format="safetensors",
-            sha256=DEMO_WEIGHTS_SHA256,
-            size=DEMO_WEIGHTS_SIZE,
-            package_file="genesis-ct-demo/model.safetensors",
-        ),
-        license=License(
-            spdx="apache-2.0",
-            notice="Demo weights: trained for minutes on three CT volumes. Not for research or diagnostic use.",
-        ),
-        input=InputContract(
-            in_channels=1,
-            modality="CT",
-            axis_order="zyx",
-            intensity=(
-                f"HU clipped to [-1000, 1000], then (HU - ({GENESIS_NNUNET_CT_MEAN})) / {GENESIS_NNUNET_CT_STD} "
-                "(the Models Genesis nnU-Net's CT z-score)"
-            ),
-            patch_size=(32, 64, 64),
-            spacing_mm=(1.5, 1.0, 1.0),
-            channel_names=("CT",),
-            divisible_by=4,
-        ),
-        pretraining=Pretraining(
-            data="pyradiomics lung1 (chest CT) and InVesalius Cranium (head CT); validation on pyradiomics lung2",
-            method=GENESIS_RESTORATION + "; SGD lr 0.1, batch 8, 3 epochs of 16 steps (a 12-minute budget) on CPU",
-            datasets=("pyradiomics-lung1", "invesalius-cranium"),
-            recipe="python -m export.genesis --preset demo (then python -m export.demo_assets)",
-        ),
-        paper=GENESIS_PAPER,
-        first_conv=("encoder.stages.0.0.convs.0.conv.weight",),
-        classifier=("decoder.seg_layers",),
-        num_classes=1,
-        tags=("self-supervised", "restoration", "nnunet", "ct", "demo"),
-    )
+        patch_size=(32, 64, 64),
+        spacing_mm=(1.5, 1.0, 1.0),
+        channel_names=("CT",),
+        divisible_by=4,
+    ),
+    pretraining=Pretraining(
+        data="pyradiomics lung1 (chest CT) and InVesalius Cranium (head CT); validation on pyradiomics lung2",
+        method=GENESIS_RESTORATION + "; SGD lr 0.1, batch 8, 3 epochs of 16 steps (a 12-minute budget) on CPU",
+        datasets=("pyradiomics-lung1", "invesalius-cranium"),
+        recipe="python -m export.genesis --preset demo (then python -m export.demo_assets)",
+    ),
+    paper=GENESIS_PAPER,
+    first_conv=("encoder.stages.0.0.convs.0.conv.weight",),
+    classifier=("decoder.seg_layers",),
+    num_classes=1,
+    tags=("self-supervised", "restoration", "nnunet", "ct", "demo"),
 )
+
+ENTRIES: tuple[ModelEntry, ...] = (GENESIS_CT_DEMO,)

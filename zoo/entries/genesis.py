@@ -1,6 +1,6 @@
 """Models Genesis (Zhou et al.): the UNet3D of the paper and the pretrained nnU-Net of Bajpai (2021)."""
 
-from ..registry import CheckpointSource, InputContract, ModelEntry, Paper, Pretraining, register
+from ..entry import CheckpointSource, InputContract, ModelEntry, Paper, Pretraining
 from ._licenses import ASU_NONCOMMERCIAL
 
 GENESIS_PAPER = Paper(
@@ -51,94 +51,92 @@ LUNG_PLAN_ARCH_KWARGS = {
     "nonlin_kwargs": {"inplace": True},
 }
 
-register(
-    ModelEntry(
-        name="genesis-chest-ct",
-        architecture="genesis_unet3d",
-        arch_kwargs={},
-        description=(
-            "Models Genesis Chest CT: the 3D U-Net (UNet3D, 19.1M parameters) self-supervised on LUNA16 chest CT "
-            "by restoring damaged cubes. A generic initialisation for 3D CT (and MR) segmentation and "
-            "classification."
-        ),
-        source=CheckpointSource(
-            repo_id="MrGiovanni/ModelsGenesis",
-            filename="Genesis_Chest_CT.pt",
-            format="genesis-unet3d",
-            revision_note="uploaded in Hub commit 4f4e9cb (full hash not yet recorded; 'main' is used until pinned)",
-        ),
-        license=ASU_NONCOMMERCIAL,
-        input=InputContract(
-            in_channels=1,
-            modality="CT",
-            axis_order="xyz",
-            intensity="clip HU to [-1000, 1000], then scale to [0, 1]: (HU + 1000) / 2000",
-            patch_size=(64, 64, 32),
-            spacing_mm=None,
-            channel_names=("CT",),
-            divisible_by=8,
-        ),
-        pretraining=Pretraining(
-            data="LUNA16 chest CT (623 scans), cubes cut at native spacing",
-            method=GENESIS_RESTORATION + "; SGD lr 1, batch 6",
-            datasets=("LUNA16",),
-            recipe="python -m export.genesis --preset unet3d",
-        ),
-        paper=GENESIS_PAPER,
-        first_conv=("down_tr64.ops.0.conv1.weight",),
-        classifier=("out_tr",),
-        num_classes=1,
-        tags=("self-supervised", "restoration", "unet", "ct", "chest"),
-    )
+GENESIS_CHEST_CT = ModelEntry(
+    name="genesis-chest-ct",
+    architecture="genesis_unet3d",
+    arch_kwargs={},
+    description=(
+        "Models Genesis Chest CT: the 3D U-Net (UNet3D, 19.1M parameters) self-supervised on LUNA16 chest CT "
+        "by restoring damaged cubes. A generic initialisation for 3D CT (and MR) segmentation and "
+        "classification."
+    ),
+    source=CheckpointSource(
+        repo_id="MrGiovanni/ModelsGenesis",
+        filename="Genesis_Chest_CT.pt",
+        format="genesis-unet3d",
+        revision_note="uploaded in Hub commit 4f4e9cb (full hash not yet recorded; 'main' is used until pinned)",
+    ),
+    license=ASU_NONCOMMERCIAL,
+    input=InputContract(
+        in_channels=1,
+        modality="CT",
+        axis_order="xyz",
+        intensity="clip HU to [-1000, 1000], then scale to [0, 1]: (HU + 1000) / 2000",
+        patch_size=(64, 64, 32),
+        spacing_mm=None,
+        channel_names=("CT",),
+        divisible_by=8,
+    ),
+    pretraining=Pretraining(
+        data="LUNA16 chest CT (623 scans), cubes cut at native spacing",
+        method=GENESIS_RESTORATION + "; SGD lr 1, batch 6",
+        datasets=("LUNA16",),
+        recipe="python -m export.genesis --preset unet3d",
+    ),
+    paper=GENESIS_PAPER,
+    first_conv=("down_tr64.ops.0.conv1.weight",),
+    classifier=("out_tr",),
+    num_classes=1,
+    tags=("self-supervised", "restoration", "unet", "ct", "chest"),
 )
 
-register(
-    ModelEntry(
-        name="genesis-chest-ct-nnunet-lung",
-        architecture="plain_conv_unet",
-        arch_kwargs=LUNG_PLAN_ARCH_KWARGS,
-        description=(
-            "The Models Genesis pretrained nnU-Net (Bajpai, Sodha; ASU 2021): nnU-Net v1 Generic_UNet of the MSD "
-            "Task006 Lung 3d_fullres plan, restoration-pretrained on LUNA16, converted to the nnU-Net v2 "
-            "PlainConvUNet layout. Transfers into other nnU-Net plans with zoo.adapt / zoo export-nnunet."
-        ),
-        source=CheckpointSource(
-            repo_id="MrGiovanni/ModelsGenesis",
-            filename="genesis_nnunet_luna16_006.model",
-            format="nnunet-v1",
-            revision_note="uploaded in Hub commit 4f4e9cb (full hash not yet recorded; 'main' is used until pinned)",
-        ),
-        license=ASU_NONCOMMERCIAL,
-        input=InputContract(
-            in_channels=1,
-            modality="CT",
-            axis_order="xyz",
-            intensity="nnU-Net-style CT z-score: (HU + 775.8457) / 251.9326",
-            patch_size=(64, 64, 32),
-            spacing_mm=None,
-            channel_names=("CT",),
-            divisible_by=32,
-        ),
-        pretraining=Pretraining(
-            data="LUNA16 chest CT, 64 cubes per scan at native spacing",
-            method=GENESIS_RESTORATION + "; SGD lr 0.1, batch 64, StepLR 12 epochs x 0.5",
-            datasets=("LUNA16",),
-            recipe="python -m export.genesis --preset lung",
-        ),
-        paper=Paper(
-            title="Pre-trained Models for nnUNet (S. Bajpai, MS thesis, Arizona State University, 2021)",
-            url="https://github.com/MrGiovanni/ModelsGenesis/tree/master/competition",
-            bibtex="""@mastersthesis{bajpai2021pretrained,
+GENESIS_CHEST_CT_NNUNET_LUNG = ModelEntry(
+    name="genesis-chest-ct-nnunet-lung",
+    architecture="plain_conv_unet",
+    arch_kwargs=LUNG_PLAN_ARCH_KWARGS,
+    description=(
+        "The Models Genesis pretrained nnU-Net (Bajpai, Sodha; ASU 2021): nnU-Net v1 Generic_UNet of the MSD "
+        "Task006 Lung 3d_fullres plan, restoration-pretrained on LUNA16, converted to the nnU-Net v2 "
+        "PlainConvUNet layout. Transfers into other nnU-Net plans with zoo.adapt / zoo export-nnunet."
+    ),
+    source=CheckpointSource(
+        repo_id="MrGiovanni/ModelsGenesis",
+        filename="genesis_nnunet_luna16_006.model",
+        format="nnunet-v1",
+        revision_note="uploaded in Hub commit 4f4e9cb (full hash not yet recorded; 'main' is used until pinned)",
+    ),
+    license=ASU_NONCOMMERCIAL,
+    input=InputContract(
+        in_channels=1,
+        modality="CT",
+        axis_order="xyz",
+        intensity="nnU-Net-style CT z-score: (HU + 775.8457) / 251.9326",
+        patch_size=(64, 64, 32),
+        spacing_mm=None,
+        channel_names=("CT",),
+        divisible_by=32,
+    ),
+    pretraining=Pretraining(
+        data="LUNA16 chest CT, 64 cubes per scan at native spacing",
+        method=GENESIS_RESTORATION + "; SGD lr 0.1, batch 64, StepLR 12 epochs x 0.5",
+        datasets=("LUNA16",),
+        recipe="python -m export.genesis --preset lung",
+    ),
+    paper=Paper(
+        title="Pre-trained Models for nnUNet (S. Bajpai, MS thesis, Arizona State University, 2021)",
+        url="https://github.com/MrGiovanni/ModelsGenesis/tree/master/competition",
+        bibtex="""@mastersthesis{bajpai2021pretrained,
   title  = {Pre-trained Models for nnUNet},
   author = {Bajpai, Shivam},
   school = {Arizona State University},
   year   = {2021}
 }
 """ + GENESIS_PAPER.bibtex,
-        ),
-        first_conv=("encoder.stages.0.0.convs.0.conv.weight",),
-        classifier=("decoder.seg_layers",),
-        num_classes=2,
-        tags=("self-supervised", "restoration", "nnunet", "ct", "chest"),
-    )
+    ),
+    first_conv=("encoder.stages.0.0.convs.0.conv.weight",),
+    classifier=("decoder.seg_layers",),
+    num_classes=2,
+    tags=("self-supervised", "restoration", "nnunet", "ct", "chest"),
 )
+
+ENTRIES: tuple[ModelEntry, ...] = (GENESIS_CHEST_CT, GENESIS_CHEST_CT_NNUNET_LUNG)

@@ -12,7 +12,7 @@ a volume constant along z reproduces timm's 2D features exactly away from the z 
 ``zoo.load(name, dilated=True)`` gives MedicalNet's dilated layout (output stride 8) with the same weights.
 """
 
-from ..registry import CheckpointSource, InputContract, License, ModelEntry, Paper, Pretraining, register
+from ..entry import CheckpointSource, InputContract, License, ModelEntry, Paper, Pretraining
 
 I3D_PAPER = Paper(
     title="Quo Vadis, Action Recognition? A New Model and the Kinetics Dataset",
@@ -64,55 +64,52 @@ _UNPINNED = (
 _DEPTHS = {18: ("a1_in1k", 33.16), 50: ("a1_in1k", 46.16)}
 
 
-def _register(depth: int) -> None:
+def _entry(depth: int) -> ModelEntry:
     tag, params = _DEPTHS[depth]
     repo = f"timm/resnet{depth}.{tag}"
-    register(
-        ModelEntry(
-            name=f"i3d-resnet{depth}-imagenet",
-            architecture="med3d_resnet",
-            arch_kwargs={"depth": depth, "shortcut_type": "B", "dilated": False},
-            description=(
-                f"timm's 2D ImageNet-1k ResNet-{depth} (`{repo}`, ResNet strikes back A1 recipe) inflated to 3D "
-                f"I3D-style in the MedicalNet ResNet layout ({params:.2f}M parameters): 2D kernels k x k repeated "
-                "along z and divided by k (k x k x k), RGB stem summed to one grey channel, ImageNet classifier "
-                "dropped. Classic non-dilated layout (layer3/4 stride 2, output stride 32, as the 2D network was "
-                "trained; `dilated=True` gives MedicalNet's output stride 8). A volume constant along z gives the "
-                "2D network's features of that slice. The natural-image baseline for 3D transfer."
+    return ModelEntry(
+        name=f"i3d-resnet{depth}-imagenet",
+        architecture="med3d_resnet",
+        arch_kwargs={"depth": depth, "shortcut_type": "B", "dilated": False},
+        description=(
+            f"timm's 2D ImageNet-1k ResNet-{depth} (`{repo}`, ResNet strikes back A1 recipe) inflated to 3D "
+            f"I3D-style in the MedicalNet ResNet layout ({params:.2f}M parameters): 2D kernels k x k repeated "
+            "along z and divided by k (k x k x k), RGB stem summed to one grey channel, ImageNet classifier "
+            "dropped. Classic non-dilated layout (layer3/4 stride 2, output stride 32, as the 2D network was "
+            "trained; `dilated=True` gives MedicalNet's output stride 8). A volume constant along z gives the "
+            "2D network's features of that slice. The natural-image baseline for 3D transfer."
+        ),
+        source=CheckpointSource(
+            repo_id=repo,
+            filename="model.safetensors",
+            format="timm",
+            revision=None,
+            sha256=None,
+            size=None,
+            revision_note=_UNPINNED,
+        ),
+        license=TIMM_IMAGENET,
+        input=_INPUT,
+        pretraining=Pretraining(
+            data="ImageNet-1k (ILSVRC 2012): 1.28M natural RGB photographs, 1000 classes; 2D, 224 x 224 crops",
+            method=(
+                "supervised 2D classification with timm's ResNet strikes back A1 recipe (Wightman, Touvron, "
+                "Jegou 2021, arXiv:2110.00476: 600 epochs, LAMB, binary cross-entropy); then I3D inflation "
+                "to 3D by medzoo (Carreira & Zisserman 2017), with no 3D or medical training"
             ),
-            source=CheckpointSource(
-                repo_id=repo,
-                filename="model.safetensors",
-                format="timm",
-                revision=None,
-                sha256=None,
-                size=None,
-                revision_note=_UNPINNED,
-            ),
-            license=TIMM_IMAGENET,
-            input=_INPUT,
-            pretraining=Pretraining(
-                data="ImageNet-1k (ILSVRC 2012): 1.28M natural RGB photographs, 1000 classes; 2D, 224 x 224 crops",
-                method=(
-                    "supervised 2D classification with timm's ResNet strikes back A1 recipe (Wightman, Touvron, "
-                    "Jegou 2021, arXiv:2110.00476: 600 epochs, LAMB, binary cross-entropy); then I3D inflation "
-                    "to 3D by medzoo (Carreira & Zisserman 2017), with no 3D or medical training"
-                ),
-                datasets=("imagenet-1k",),
-                recipe="",
-            ),
-            paper=I3D_PAPER,
-            first_conv=("conv1.weight",),
-            classifier=("fc", "conv_seg"),
-            num_classes=None,
-            tags=("supervised", "resnet", "backbone", "imagenet", "i3d", "2d-to-3d", "ct", "mr"),
-            weights_note=(
-                "The features come from 2D natural images: nothing was learned along z (every z slice of a "
-                "kernel is the same) and nothing from CT or MR intensities; fine-tune before use."
-            ),
-        )
+            datasets=("imagenet-1k",),
+            recipe="",
+        ),
+        paper=I3D_PAPER,
+        first_conv=("conv1.weight",),
+        classifier=("fc", "conv_seg"),
+        num_classes=None,
+        tags=("supervised", "resnet", "backbone", "imagenet", "i3d", "2d-to-3d", "ct", "mr"),
+        weights_note=(
+            "The features come from 2D natural images: nothing was learned along z (every z slice of a "
+            "kernel is the same) and nothing from CT or MR intensities; fine-tune before use."
+        ),
     )
 
 
-for _depth in _DEPTHS:
-    _register(_depth)
+ENTRIES: tuple[ModelEntry, ...] = tuple(_entry(depth) for depth in _DEPTHS)

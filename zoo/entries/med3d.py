@@ -6,7 +6,7 @@ shown on each file's page), tabulated in docs/upstream-checkpoints.md section 3.
 yet recorded are verified against the Hub's LFS hash on download.
 """
 
-from ..registry import CheckpointSource, InputContract, ModelEntry, Paper, Pretraining, register
+from ..entry import CheckpointSource, InputContract, ModelEntry, Paper, Pretraining
 from ._licenses import MIT
 
 MED3D_PAPER = Paper(
@@ -68,7 +68,7 @@ _INPUT = InputContract(
 )
 
 
-def _register(depth: int, datasets23: bool) -> None:
+def _entry(depth: int, datasets23: bool) -> ModelEntry:
     revision, plain, extra = _FILES[depth]
     size, sha = extra if datasets23 else plain
     suffix = "_23dataset" if datasets23 else ""
@@ -77,49 +77,48 @@ def _register(depth: int, datasets23: bool) -> None:
         if datasets23
         else "3DSeg-8: MSD brain tumour, hippocampus, prostate, liver, heart, pancreas, hepatic vessel, spleen"
     )
-    register(
-        ModelEntry(
-            name=f"med3d-resnet{depth}" + ("-23datasets" if datasets23 else ""),
-            architecture="med3d_resnet",
-            arch_kwargs={"depth": depth, "shortcut_type": "A" if depth in (18, 34) else "B"},
-            description=(
-                f"MedicalNet 3D ResNet-{depth} backbone ({_PARAMS_M[depth]:.2f}M parameters), dilated layer3/4 "
-                f"(output stride 8), pretrained by multi-domain supervised segmentation (Med3D) on {data}."
+    return ModelEntry(
+        name=f"med3d-resnet{depth}" + ("-23datasets" if datasets23 else ""),
+        architecture="med3d_resnet",
+        arch_kwargs={"depth": depth, "shortcut_type": "A" if depth in (18, 34) else "B"},
+        description=(
+            f"MedicalNet 3D ResNet-{depth} backbone ({_PARAMS_M[depth]:.2f}M parameters), dilated layer3/4 "
+            f"(output stride 8), pretrained by multi-domain supervised segmentation (Med3D) on {data}."
+        ),
+        source=CheckpointSource(
+            repo_id=f"TencentMedicalNet/MedicalNet-Resnet{depth}",
+            filename=f"resnet_{depth}{suffix}.pth",
+            format="medicalnet",
+            revision=revision,
+            sha256=sha,
+            size=size,
+            revision_note=(
+                "revision of the upload of the plain file; check that it also holds the 23-dataset file"
+                if depth == 18 and datasets23
+                else ""
             ),
-            source=CheckpointSource(
-                repo_id=f"TencentMedicalNet/MedicalNet-Resnet{depth}",
-                filename=f"resnet_{depth}{suffix}.pth",
-                format="medicalnet",
-                revision=revision,
-                sha256=sha,
-                size=size,
-                revision_note=(
-                    "revision of the upload of the plain file; check that it also holds the 23-dataset file"
-                    if depth == 18 and datasets23
-                    else ""
-                ),
+        ),
+        license=MIT,
+        input=_INPUT,
+        pretraining=Pretraining(
+            data=data,
+            method=(
+                "Med3D co-training: one shared encoder, one light segmentation branch per data set; "
+                "SGD lr 0.1, momentum 0.9, weight decay 1e-3"
             ),
-            license=MIT,
-            input=_INPUT,
-            pretraining=Pretraining(
-                data=data,
-                method=(
-                    "Med3D co-training: one shared encoder, one light segmentation branch per data set; "
-                    "SGD lr 0.1, momentum 0.9, weight decay 1e-3"
-                ),
-                datasets=("3DSeg-8",) if not datasets23 else ("23 undisclosed data sets",),
-                recipe="export/med3d",
-            ),
-            paper=MED3D_PAPER,
-            first_conv=("conv1.weight",),
-            classifier=("fc", "conv_seg"),
-            num_classes=None,
-            tags=("supervised", "resnet", "backbone", "ct", "mr"),
-        )
+            datasets=("3DSeg-8",) if not datasets23 else ("23 undisclosed data sets",),
+            recipe="export/med3d",
+        ),
+        paper=MED3D_PAPER,
+        first_conv=("conv1.weight",),
+        classifier=("fc", "conv_seg"),
+        num_classes=None,
+        tags=("supervised", "resnet", "backbone", "ct", "mr"),
     )
 
 
-for _depth in _FILES:
-    _register(_depth, datasets23=False)
-for _depth in (10, 18, 34, 50):
-    _register(_depth, datasets23=True)
+#: the 3DSeg-8 weights of every depth, then the 23-dataset weights (ResNet-10 to -50)
+ENTRIES: tuple[ModelEntry, ...] = (
+    *(_entry(depth, datasets23=False) for depth in _FILES),
+    *(_entry(depth, datasets23=True) for depth, files in _FILES.items() if files[2] is not None),
+)

@@ -10,7 +10,7 @@ published. Facts: the paper (arXiv:2006.03829) and the authors' repository
 summarised in docs/pretraining-recipes.md section 4.
 """
 
-from ..registry import InputContract, License, ModelEntry, Paper, Pretraining, register
+from ..entry import InputContract, License, ModelEntry, Paper, Pretraining
 
 TALEB_PAPER = Paper(
     title="3D Self-Supervised Methods for Medical Imaging (NeurIPS 2020)",
@@ -54,48 +54,45 @@ _LICENSE = License(
 )
 
 
-def _register(task: str) -> None:
+def _entry(task: str) -> ModelEntry:
     title, recipe = _TASKS[task]
-    register(
-        ModelEntry(
-            name=f"ssl3d-{task}",
-            architecture="ssl3d_unet_encoder",
-            arch_kwargs=TALEB_ENCODER_KWARGS,
-            description=(
-                f"The 3D U-Net encoder of Taleb et al. (4 levels of 16/32/64/128 filters and a 256-filter bottleneck, "
-                f"conv-ReLU-BatchNorm blocks with dropout 0.5, max-pooling) pretrained by {title}: {recipe}. "
-                "Head-less: forward returns the bottleneck features; num_classes adds a pooled linear head."
-            ),
-            license=_LICENSE,
-            input=InputContract(
-                in_channels=1,
-                modality="MR+CT",
-                axis_order="zyx",
-                intensity="per volume: clip to its own 0.5 / 99.5 percentiles, then z-score (medzoo's export/ssl3d)",
-                patch_size=(128, 128, 128),
-                spacing_mm=None,
-                channel_names=("image",),
-                divisible_by=16,
-            ),
-            pretraining=Pretraining(
-                data=_DATA,
-                method=f"{title} (Taleb et al. 2020): {recipe}; Adam lr 1e-4",
-                datasets=("UK Biobank brain MRI", "MSD Task07 Pancreas"),
-                recipe=f"python -m export.ssl3d --task {task}",
-            ),
-            paper=TALEB_PAPER,
-            first_conv=("encoder.stages.0.0.convs.0.conv.weight",),
-            classifier=("head",),
-            num_classes=None,
-            tags=("self-supervised", "encoder", "mr", "ct", f"ssl3d-{task}"),
-            weights_note=(
-                "The authors published no weights, and no full-scale medzoo run exists yet (only demo-scale runs "
-                f"on public volumes). Train them with `python -m export.ssl3d --task {task} --data VOLUMES --out "
-                "RUN`, then `zoo.load(\"RUN/model\")`."
-            ),
-        )
+    return ModelEntry(
+        name=f"ssl3d-{task}",
+        architecture="ssl3d_unet_encoder",
+        arch_kwargs=TALEB_ENCODER_KWARGS,
+        description=(
+            f"The 3D U-Net encoder of Taleb et al. (4 levels of 16/32/64/128 filters and a 256-filter bottleneck, "
+            f"conv-ReLU-BatchNorm blocks with dropout 0.5, max-pooling) pretrained by {title}: {recipe}. "
+            "Head-less: forward returns the bottleneck features; num_classes adds a pooled linear head."
+        ),
+        license=_LICENSE,
+        input=InputContract(
+            in_channels=1,
+            modality="MR+CT",
+            axis_order="zyx",
+            intensity="per volume: clip to its own 0.5 / 99.5 percentiles, then z-score (medzoo's export/ssl3d)",
+            patch_size=(128, 128, 128),
+            spacing_mm=None,
+            channel_names=("image",),
+            divisible_by=16,
+        ),
+        pretraining=Pretraining(
+            data=_DATA,
+            method=f"{title} (Taleb et al. 2020): {recipe}; Adam lr 1e-4",
+            datasets=("UK Biobank brain MRI", "MSD Task07 Pancreas"),
+            recipe=f"python -m export.ssl3d --task {task}",
+        ),
+        paper=TALEB_PAPER,
+        first_conv=("encoder.stages.0.0.convs.0.conv.weight",),
+        classifier=("head",),
+        num_classes=None,
+        tags=("self-supervised", "encoder", "mr", "ct", f"ssl3d-{task}"),
+        weights_note=(
+            "The authors published no weights, and no full-scale medzoo run exists yet (only demo-scale runs "
+            f"on public volumes). Train them with `python -m export.ssl3d --task {task} --data VOLUMES --out "
+            "RUN`, then `zoo.load(\"RUN/model\")`."
+        ),
     )
 
 
-for _task in _TASKS:
-    _register(_task)
+ENTRIES: tuple[ModelEntry, ...] = tuple(_entry(task) for task in _TASKS)

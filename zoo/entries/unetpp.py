@@ -6,7 +6,7 @@ U-Net path of the nested decoder) and, in ``export/unetpp/README.md``, the nnU-N
 supervised checkpoint so that it can be published later.
 """
 
-from ..registry import InputContract, License, ModelEntry, Paper, Pretraining, register
+from ..entry import InputContract, License, ModelEntry, Paper, Pretraining
 from .genesis import LUNG_PLAN_ARCH_KWARGS
 
 #: the nnU-Net v2 3d_fullres plan of MSD Task03 Liver (patch 128^3, five [2,2,2] pools), as NestedUNet kwargs
@@ -70,50 +70,50 @@ UNETPP_LIVER_WEIGHTS_NOTE = (
     "checkpoint on MSD Task03 Liver."
 )
 
-register(
-    ModelEntry(
-        name="unetpp-liver",
-        architecture="nested_unet",
-        arch_kwargs=LIVER_PLAN_ARCH_KWARGS,
-        description=(
-            "UNet++ (nested U-Net with dense skip pathways and deep supervision on every top-row node) on the "
-            "nnU-Net v2 3d_fullres plan of MSD Task03 Liver: PlainConvUNet's encoder (6 stages, 32-320 features, "
-            "3x3x3 kernels), 15 nested decoder nodes, 3 classes (background, liver, tumour). Trains inside nnU-Net "
-            "unchanged (network_class_name zoo.archs.nested_unet.NestedUNet); its sub-networks can be pruned at "
-            "inference (branch=1..5). Replacing nnU-Net's U-Net by UNet++ raised liver tumour Dice from 63.4 to "
-            "66.3 (Bajpai 2021)."
+UNETPP_LIVER = ModelEntry(
+    name="unetpp-liver",
+    architecture="nested_unet",
+    arch_kwargs=LIVER_PLAN_ARCH_KWARGS,
+    description=(
+        "UNet++ (nested U-Net with dense skip pathways and deep supervision on every top-row node) on the "
+        "nnU-Net v2 3d_fullres plan of MSD Task03 Liver: PlainConvUNet's encoder (6 stages, 32-320 features, "
+        "3x3x3 kernels), 15 nested decoder nodes, 3 classes (background, liver, tumour). Trains inside nnU-Net "
+        "unchanged (network_class_name zoo.archs.nested_unet.NestedUNet); its sub-networks can be pruned at "
+        "inference (branch=1..5). Replacing nnU-Net's U-Net by UNet++ raised liver tumour Dice from 63.4 to "
+        "66.3 (Bajpai 2021)."
+    ),
+    source=None,
+    license=UNETPP_GENESIS_LICENSE,
+    input=InputContract(
+        in_channels=1,
+        modality="CT",
+        axis_order="zyx",
+        intensity=(
+            "nnU-Net CTNormalization: HU clipped to the Liver data set's foreground 0.5/99.5 percentiles, then "
+            "z-scored with its foreground mean and std (nnUNetv2_plan_and_preprocess computes them)"
         ),
-        source=None,
-        license=UNETPP_GENESIS_LICENSE,
-        input=InputContract(
-            in_channels=1,
-            modality="CT",
-            axis_order="zyx",
-            intensity=(
-                "nnU-Net CTNormalization: HU clipped to the Liver data set's foreground 0.5/99.5 percentiles, then "
-                "z-scored with its foreground mean and std (nnUNetv2_plan_and_preprocess computes them)"
-            ),
-            patch_size=(128, 128, 128),
-            spacing_mm=(1.0, 0.77, 0.77),
-            channel_names=("CT",),
-            divisible_by=32,
+        patch_size=(128, 128, 128),
+        spacing_mm=(1.0, 0.77, 0.77),
+        channel_names=("CT",),
+        divisible_by=32,
+    ),
+    pretraining=Pretraining(
+        data="none yet; the recipe trains on MSD Task03 Liver (131 CT volumes with liver and tumour labels)",
+        method=(
+            "supervised segmentation in nnU-Net v2 with nnUNetTrainerUNetPlusPlus (UNet++ deep supervision: a "
+            "full-resolution Dice + cross-entropy loss on every top-row node, equal weights), initialised from "
+            "genesis-chest-ct-nnunet-lung"
         ),
-        pretraining=Pretraining(
-            data="none yet; the recipe trains on MSD Task03 Liver (131 CT volumes with liver and tumour labels)",
-            method=(
-                "supervised segmentation in nnU-Net v2 with nnUNetTrainerUNetPlusPlus (UNet++ deep supervision: a "
-                "full-resolution Dice + cross-entropy loss on every top-row node, equal weights), initialised from "
-                "genesis-chest-ct-nnunet-lung"
-            ),
-            datasets=("MSD-Task03-Liver",),
-            recipe="export/unetpp/README.md",
-        ),
-        paper=UNETPP_PAPER,
-        first_conv=("encoder.stages.0.0.convs.0.conv.weight",),
-        classifier=("decoder.seg_layers",),
-        num_classes=3,
-        tags=("unetpp", "nnunet", "ct", "liver", "supervised"),
-        weights_note=UNETPP_LIVER_WEIGHTS_NOTE,
-        base_model="genesis-chest-ct-nnunet-lung",
-    )
+        datasets=("MSD-Task03-Liver",),
+        recipe="export/unetpp/README.md",
+    ),
+    paper=UNETPP_PAPER,
+    first_conv=("encoder.stages.0.0.convs.0.conv.weight",),
+    classifier=("decoder.seg_layers",),
+    num_classes=3,
+    tags=("unetpp", "nnunet", "ct", "liver", "supervised"),
+    weights_note=UNETPP_LIVER_WEIGHTS_NOTE,
+    base_model="genesis-chest-ct-nnunet-lung",
 )
+
+ENTRIES: tuple[ModelEntry, ...] = (UNETPP_LIVER,)

@@ -17,8 +17,7 @@ Submodules load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 _LAZY = {
     "PlanError": "zoo.nnunet.plans",
@@ -36,9 +35,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'zoo.nnunet' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

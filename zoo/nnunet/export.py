@@ -22,10 +22,13 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from ..adapt.engine import adapt_state_dict, load_into
+from ..adapt.engine import adapt_state_dict
+from ..adapt.initialise import check_nnunet_keys
+from ..adapt.materialise import load_into
 from ..adapt.report import TransferReport
-from ..errors import AdaptationError
+from ..archs.declarations import names_where
 from ..registry import ModelEntry
+from ..weights import resolve_entry, source_state_dict
 from .plans import (
     arch_for_configuration,
     build_from_plan,
@@ -36,46 +39,7 @@ from .plans import (
 
 #: architectures whose state_dict keys follow nnU-Net's (U-Nets, and the self-supervised encoders that store
 #: their weights under nnU-Net encoder keys)
-UNET_ARCHS = ("plain_conv_unet", "residual_encoder_unet", "nested_unet", "ssl3d_unet_encoder", "nnunet_encoder")
-
-
-def resolve_entry(model: str | os.PathLike | ModelEntry) -> tuple[ModelEntry, Path | None]:
-    """The registry entry of ``model`` (a name, a medzoo model folder, or an entry) and a local weights file."""
-    if isinstance(model, ModelEntry):
-        return model, None
-    from ..model_dir import is_model_dir, read_model_dir
-    from ..registry import get_entry
-
-    if is_model_dir(model):
-        return read_model_dir(model)
-    return get_entry(str(model)), None
-
-
-def source_state_dict(
-    entry: ModelEntry,
-    local: Path | None = None,
-    *,
-    checkpoint: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-) -> dict[str, Tensor]:
-    """The entry's converted weights (downloaded, verified and converted on first use)."""
-    from ..convert.cache import load_converted
-    from ..loading import _license_notice, resolve_weights
-
-    _license_notice(entry)
-    if local is not None and checkpoint is None:
-        return load_converted(local)
-    path, _ = resolve_weights(entry, checkpoint=checkpoint, cache_dir=cache_dir, progress=progress)
-    return load_converted(path)
-
-
-def _check_source(entry: ModelEntry) -> None:
-    if entry.architecture not in UNET_ARCHS:
-        raise AdaptationError(
-            f"{entry.name!r} is a {entry.architecture}; transfer into nnU-Net plans needs a checkpoint with nnU-Net "
-            f"state_dict keys ({', '.join(UNET_ARCHS)}), e.g. 'genesis-chest-ct-nnunet-lung'"
-        )
+UNET_ARCHS = names_where(nnunet_keys=True)
 
 
 def adapt_to_plan(
@@ -116,7 +80,7 @@ def adapt_to_plan(
     spec = arch_for_configuration(plans_dict, configuration, dataset_json,
                                   in_channels=in_channels, num_classes=num_classes)
     entry, local = resolve_entry(model)
-    _check_source(entry)
+    check_nnunet_keys(entry)
     dims = 3 if str(spec.arch_kwargs["conv_op"]).endswith("3d") else 2
     src_order = source_axis_order if source_axis_order is not None else entry.input.axis_order
     tgt_order = target_axis_order if target_axis_order is not None else plan_axis_order(plans_dict, dims)
@@ -213,64 +177,3 @@ def export_nnunet(
         report.to_json(report_path)
     n_bytes = sum(t.numel() * t.element_size() for t in {id(t): t for t in weights.values()}.values())
     return ExportResult(output, report, len(weights), n_bytes)
-
-
-def resolve_init(entry: ModelEntry, init: str) -> ModelEntry:
-    """The registry entry ``init`` names: a registry name, or an abbreviation of ``entry.base_model`` (its
-    leading ``-``-separated words: ``'genesis'`` for ``'genesis-chest-ct-nnunet-lung'``)."""
-    from ..errors import UnknownModelError
-    from ..registry import get_entry
-
-    if not isinstance(init, str) or not init.strip():
-        raise AdaptationError(f"init must be a registry name or an abbreviation of the base model, got {init!r}")
-    base = entry.base_model
-    if base and (base == init or base.startswith(init.strip().lower() + "-")):
-        return get_entry(base)
-    try:
-        return get_entry(init)
-    except UnknownModelError:
-        hint = f" (e.g. init={base.split('-')[0]!r} for its base model {base!r})" if base else ""
-        raise AdaptationError(
-            f"init={init!r} names no registry model and does not abbreviate {entry.name!r}'s base model; give a "
-            f"registry name of the nnU-Net U-Net family{hint}"
-        ) from None
-
-
-def initialise_from(
-    entry: ModelEntry,
-    init: str,
-    *,
-    in_channels: int | None = None,
-    num_classes: int | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    seed: int | None = 0,
-    progress: bool = False,
-    arch_overrides: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> tuple[nn.Module, TransferReport, ModelEntry, Path]:
-    """``entry``'s network (its registry architecture) with every tensor that has a counterpart filled from
-    ``init``'s checkpoint by the transfer engine, the rest with the network's own initialisation.
-
-    Used by ``zoo.load(name, init=...)``. Axis orders come from both entries' input contracts; ``options`` are
-    engine options (``channel_mode``, ``kernel_collapse``, ``heads``, ``strict``, ``min_share``...). Returns
-    ``(network, report, source entry, converted weights file)``.
-    """
-    from ..convert.cache import load_converted
-    from ..loading import _license_notice, build_model, resolve_weights
-
-    source = resolve_init(entry, init)
-    _check_source(source)
-    _license_notice(source)
-    path, _ = resolve_weights(source, checkpoint=checkpoint, cache_dir=cache_dir, progress=progress)
-    in_ch = in_channels or entry.input.in_channels
-    classes = num_classes if num_classes is not None else entry.num_classes
-    with torch.device("meta"):
-        target = build_model(entry, in_ch, classes, **dict(arch_overrides or {}))
-    tensors, report = adapt_state_dict(
-        load_converted(path), target, source_axis_order=source.input.axis_order,
-        target_axis_order=entry.input.axis_order, source_name=source.name, target_name=entry.name, **options,
-    )
-    load_into(target, tensors, seed=seed)
-    target.transfer_report = report
-    return target, report, source, path

@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..archs.declarations import NNUNET_CLASSES
 from .plans import (
     DNA_CLASSES,
     LEGACY_KEYS,
@@ -38,8 +39,8 @@ from .plans import (
     resolve_configuration,
 )
 
-#: ``arch`` choices of :func:`rewrite_plan` -> medzoo architecture
-ARCH_CHOICES = {"unet": "plain_conv_unet", "unetpp": "nested_unet"}
+#: ``arch`` choices of :func:`rewrite_plan` -> medzoo architecture (each declaration's ``nnunet.plan_choice``)
+ARCH_CHOICES = {a.nnunet.plan_choice: a.name for a in NNUNET_CLASSES if a.nnunet.plan_choice is not None}
 #: arch_kwargs only NestedUNet takes (dropped when going back to PlainConvUNet)
 _NESTED_ONLY = ("branch", "deep_supervision_mode")
 
@@ -70,7 +71,8 @@ def rewrite_plan(
     ``plans_name`` sets the plans' ``plans_name`` (default: the stem of ``output``, else unchanged). The result
     is validated before ``output`` is written (atomically). Returns the new plans dict.
     """
-    from .export import _check_source, resolve_entry
+    from ..adapt.initialise import check_nnunet_keys
+    from ..weights import resolve_entry
 
     if arch is not None and arch not in ARCH_CHOICES:
         raise PlanError(f"unknown arch {arch!r}; choose one of {sorted(ARCH_CHOICES)}")
@@ -80,7 +82,7 @@ def rewrite_plan(
                             "plan's topology, changes the network class)")
         return _swap_class(plans, configuration, ARCH_CHOICES[arch], output=output, plans_name=plans_name)
     entry, _ = resolve_entry(model)
-    _check_source(entry)
+    check_nnunet_keys(entry)
     new = load_plans(plans)
     conf = resolve_configuration(new, configuration)
     patch = conf.get("patch_size")

@@ -23,37 +23,21 @@ import copy
 import os
 from typing import Any, Mapping, NamedTuple
 
+from ..archs.declarations import NNUNET_CLASSES
 from ..errors import ZooError
 from ..json_file import read_json_object
 
-#: ``network_class_name`` nnU-Net resolves (``pydoc.locate``) for each medzoo architecture of the U-Net family;
-#: NestedUNet (UNet++) is medzoo's own class, so nnU-Net's environment must have medzoo installed
-DNA_CLASSES = {
-    "plain_conv_unet": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-    "residual_encoder_unet": "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet",
-    "nested_unet": "zoo.archs.nested_unet.NestedUNet",
-}
-_CLASS_TO_ARCH = {"PlainConvUNet": "plain_conv_unet", "ResidualEncoderUNet": "residual_encoder_unet",
-                  "NestedUNet": "nested_unet"}
-_LEGACY_CLASSES = ("PlainConvUNet", "ResidualEncoderUNet")
+#: ``network_class_name`` nnU-Net resolves (``pydoc.locate``) for each medzoo architecture of the U-Net family
+#: (:data:`zoo.archs.declarations.NNUNET_CLASSES`); NestedUNet (UNet++) is medzoo's own class, so nnU-Net's
+#: environment must have medzoo installed
+DNA_CLASSES = {a.name: a.nnunet.class_path for a in NNUNET_CLASSES}
+_CLASS_TO_ARCH = {a.nnunet.class_name: a.name for a in NNUNET_CLASSES}
+#: the classes of the legacy flat plan format: nnU-Net's own (dynamic-network-architectures)
+_LEGACY_CLASSES = tuple(a.nnunet.class_name for a in NNUNET_CLASSES if a.nnunet.stock)
 
-_COMMON_KWARGS = {
-    "n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage_decoder",
-    "conv_bias", "norm_op", "norm_op_kwargs", "dropout_op", "dropout_op_kwargs", "nonlin", "nonlin_kwargs",
-}
-_ALLOWED_KWARGS = {
-    "plain_conv_unet": _COMMON_KWARGS | {"n_conv_per_stage", "nonlin_first"},
-    "residual_encoder_unet": _COMMON_KWARGS | {"n_blocks_per_stage", "block", "bottleneck_channels", "stem_channels"},
-    "nested_unet": _COMMON_KWARGS | {"n_conv_per_stage", "nonlin_first", "branch", "deep_supervision_mode"},
-}
-_REQUIRED_KWARGS = {
-    "plain_conv_unet": ("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage",
-                        "n_conv_per_stage_decoder"),
-    "nested_unet": ("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage",
-                    "n_conv_per_stage_decoder"),
-    "residual_encoder_unet": ("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides",
-                              "n_blocks_per_stage", "n_conv_per_stage_decoder"),
-}
+#: plan ``arch_kwargs`` each class accepts and needs (declared with the architecture)
+_ALLOWED_KWARGS = {a.name: a.nnunet.allowed_kwargs for a in NNUNET_CLASSES}
+_REQUIRED_KWARGS = {a.name: a.nnunet.required_kwargs for a in NNUNET_CLASSES}
 LEGACY_KEYS = ("UNet_class_name", "UNet_base_num_features", "unet_max_num_features", "n_conv_per_stage_encoder",
                "n_conv_per_stage_decoder", "pool_op_kernel_sizes", "conv_kernel_sizes", "num_pool_per_axis")
 

@@ -1,4 +1,4 @@
-"""A 5 x 7 bitmap font for captions in :mod:`zoo.viz` (no font files, no matplotlib).
+"""A 5 x 7 bitmap font for captions in :mod:`zoo.viz.panels` (no font files, no matplotlib).
 
 Each glyph is 7 rows of 5 bits, most significant bit left. Lower case is drawn as upper case; characters
 without a glyph are drawn as ``?``.

@@ -1,39 +1,19 @@
-"""Dependency-free pictures: side-by-side grey-level panels with captions, written as PNG.
+"""Side-by-side grey-level panels with captions, written as PNG (:func:`save_panels`).
 
-Used by ``zoo demo`` and the pretraining scripts (original | damaged | restored). matplotlib is not needed;
-each panel is a 2-D array scaled to [0, 255] with a white gap between panels; captions use the bitmap font
-of :mod:`zoo.viz_font`.
+Each panel is a 2-D array scaled to [0, 255] with a white gap between panels; captions use the bitmap font of
+:mod:`zoo.viz.font`; the PNG bytes come from :mod:`zoo.viz.png`.
 """
 
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .hub.integrity import atomic_path
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of an 8-bit image, (H, W) grey or (H, W, 3) RGB."""
-    img = np.ascontiguousarray(image)
-    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-        raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {img.dtype} {img.shape}")
-    height, width = img.shape[:2]
-    colour = 0 if img.ndim == 2 else 2
-    rows = img.reshape(height, -1)
-    raw = b"".join(b"\x00" + rows[r].tobytes() for r in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6))
-            + _chunk(b"IEND", b""))
+from ..hub.integrity import atomic_path
+from .png import encode_png
 
 
 def to_uint8(array: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
@@ -48,7 +28,7 @@ def to_uint8(array: np.ndarray, low: float | None = None, high: float | None = N
 def caption(text: str, width: int, text_scale: int = 2, pad: int = 3) -> np.ndarray:
     """uint8 strip (7 * text_scale + 2 * pad, width): dark ``text`` on white, cut to ``width`` when too wide
     (``..`` marks the cut)."""
-    from .viz_font import render_text
+    from .font import render_text
 
     strip = np.full((7 * text_scale + 2 * pad, width), 255, np.uint8)
     mask = render_text(text, text_scale)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .cli_outputs import Target, add_force_option, cache_targets, existing_path, guard_outputs
+from ..archs.declarations import NNUNET_CLASSES
+from .commands import add_command
+from .outputs import Target, add_force_option, cache_targets, existing_path, guard_outputs
 
 
 def _inputs(args: argparse.Namespace) -> list[str | None]:
@@ -70,14 +72,14 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _default_classes(args: argparse.Namespace) -> None:
     """``zoo adapt`` without dataset.json: keep the checkpoint's head size unless told otherwise."""
     if args.dataset_json is None and args.num_classes is None:
-        from .nnunet.export import resolve_entry
+        from ..weights import resolve_entry
 
         entry, _ = resolve_entry(args.name)
         args.num_classes = entry.num_classes or 2
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from .nnunet.export import adapt_to_plan
+    from ..nnunet.export import adapt_to_plan
 
     guard_outputs(args, [_report_target(args), *cache_targets(args.cache_dir)], inputs=_inputs(args))
     _default_classes(args)
@@ -93,7 +95,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def cmd_export_nnunet(args: argparse.Namespace) -> int:
-    from .nnunet.export import export_nnunet
+    from ..nnunet.export import export_nnunet
 
     guard_outputs(args, [Target.of(args.output, "-o"), _report_target(args), *cache_targets(args.cache_dir)],
                   inputs=_inputs(args))
@@ -101,7 +103,7 @@ def cmd_export_nnunet(args: argparse.Namespace) -> int:
                            report_path=args.report, seed=args.seed, **_options(args))
     print(result.report if args.verbose else result.report.summary())
     print(f"wrote {result.path} ({result.keys} keys, {result.bytes / 2**20:.1f} MiB of weights)")
-    from .nnunet.plans import load_plans
+    from ..nnunet.plans import load_plans
 
     plans = load_plans(args.plans)
     print(f"train with: nnUNetv2_train {plans.get('dataset_name', 'DATASET')} {args.configuration} FOLD "
@@ -110,8 +112,8 @@ def cmd_export_nnunet(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .nnunet.plan_rewrite import rewrite_plan
-    from .nnunet.plans import PlanError
+    from ..nnunet.plan_rewrite import rewrite_plan
+    from ..nnunet.plans import PlanError
 
     guard_outputs(args, [Target.of(args.output, "-o")], inputs=_inputs(args))
     if args.name is None and args.arch is None:
@@ -134,7 +136,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
               f"{architecture['network_class_name']} ({topology}, unchanged); preprocessed data reused; plans name "
               f"{new.get('plans_name')!r}")
     if args.arch == "unetpp":
-        from .nnunet.trainers import EXT_DIR
+        from ..nnunet.trainers import EXT_DIR
 
         print(f"train (medzoo must be installed where nnU-Net runs):\n"
               f"  export nnUNet_extTrainer={EXT_DIR}\n"
@@ -148,8 +150,7 @@ def add_subcommands(subparsers: Any) -> None:
     """Register ``adapt``, ``export-nnunet`` and ``plan`` on an argparse ``add_subparsers()`` object."""
 
     def add(name: str, func: Any, help: str, optional_name: bool = False) -> argparse.ArgumentParser:
-        p = subparsers.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
+        p = add_command(subparsers, name, func, help)
         if optional_name:
             p.add_argument("name", nargs="?", help="registry name or model folder whose topology replaces the "
                                                    "plan's (optional with --arch: keep the plan's topology)")
@@ -178,7 +179,7 @@ def add_subcommands(subparsers: Any) -> None:
     p = add("plan", cmd_plan, "rewrite a plan configuration to the checkpoint's topology (transfer is then complete) "
                               "and/or to another network class (--arch unetpp: UNet++)", optional_name=True)
     p.add_argument("-o", "--output", required=True, help="output plans file (e.g. nnUNetPlans_genesis.json)")
-    p.add_argument("--arch", choices=["unetpp", "unet"],
+    p.add_argument("--arch", choices=sorted(a.nnunet.plan_choice for a in NNUNET_CLASSES if a.nnunet.plan_choice),
                    help="network class of the configuration: unetpp = UNet++ (zoo.archs.nested_unet.NestedUNet), "
                         "unet = nnU-Net's PlainConvUNet; without NAME the plan's own topology is kept")
     p.add_argument("--plans-name", help="plans_name to record (default: the output file's stem)")

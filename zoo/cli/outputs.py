@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
-from .errors import ZooError
+from ..errors import ZooError
 
 Kind = Literal["file", "folder"]
 Existing = Literal["force", "extend"]
@@ -76,7 +76,7 @@ def guard_outputs(args: argparse.Namespace, targets: Iterable[Target | None],
 
 def cache_targets(cache_dir: str | os.PathLike | None) -> list[Target]:
     """The folders a command with ``--cache-dir`` writes to: medzoo's cache and the Hugging Face cache."""
-    from .hub.paths import hf_cache_dir, zoo_cache_dir
+    from ..hub.paths import hf_cache_dir, zoo_cache_dir
 
     if cache_dir is not None:
         return [Target.of(zoo_cache_dir(cache_dir), "--cache-dir", "folder", "extend"),

@@ -1,0 +1,204 @@
+"""The data model of the registry: one immutable :class:`ModelEntry` per model, and the facts it is made of.
+
+``zoo/entries/<family>.py`` declares entries with these classes (as data, no registration); :mod:`zoo.registry`
+collects them into the table behind ``zoo.list_models`` / ``zoo.get_entry`` and re-exports every name here.
+
+| class                | what it records                                                            |
+|----------------------|----------------------------------------------------------------------------|
+| :class:`ModelEntry`  | one model: architecture and builder arguments, and the facts below         |
+| :class:`CheckpointSource` | where the upstream checkpoint lives, its :data:`CheckpointFormat`, hashes |
+| :class:`License`     | licence of record of the weights                                           |
+| :class:`InputContract` | channels, modality, axis order, intensity, spacing, patch                |
+| :class:`Pretraining` | data and method of pretraining, recipe                                     |
+| :class:`Paper`       | citation                                                                   |
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal, Mapping, get_args
+
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+#: upstream checkpoint formats: the converter table of :mod:`zoo.convert.formats` has one row per name
+CheckpointFormat = Literal["genesis-unet3d", "nnunet-v1", "medicalnet", "suprem-unet", "safetensors", "timm"]
+#: the names of :data:`CheckpointFormat`, in declaration order
+CHECKPOINT_FORMATS: tuple[CheckpointFormat, ...] = get_args(CheckpointFormat)
+
+
+@dataclass(frozen=True)
+class License:
+    """Licence of record of the weights.
+
+    ``spdx`` is a Hugging Face licence id (``mit``, ``apache-2.0``, ``cc-by-nc-nd-4.0``) or ``other``,
+    in which case ``name`` and ``link`` say which. ``redistributable`` tells whether converted weights may be
+    re-hosted; ``notice`` is shown when the weights are loaded (non-commercial terms and the like).
+    ``card_license`` records a conflicting licence stated on the upstream Hub card, if any.
+    """
+
+    spdx: str
+    name: str | None = None
+    link: str | None = None
+    redistributable: bool = True
+    commercial_use: bool = True
+    notice: str = ""
+    card_license: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.spdx == "other" and not (self.name and self.link):
+            raise ValueError("License(spdx='other') needs a name and a link")
+
+    @property
+    def display(self) -> str:
+        return self.name if self.spdx == "other" else self.spdx
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Where the upstream checkpoint lives and how to verify it.
+
+    ``revision`` is a pinned 40-hex Hub commit. ``sha256`` and ``size`` are the file's when known; when the
+    sha256 is unknown the downloaded file is verified against the Hub's own LFS hash (the blob name in the
+    huggingface_hub cache) and ``zoo info`` says so. ``package_file`` names a file shipped inside the package
+    (``zoo/data/...``) instead of a Hub file.
+    """
+
+    repo_id: str
+    filename: str
+    format: CheckpointFormat
+    revision: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    revision_note: str = ""
+    package_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in CHECKPOINT_FORMATS:
+            raise ValueError(f"unknown checkpoint format {self.format!r}; one of {CHECKPOINT_FORMATS}")
+        if self.revision is not None and not _HEX40.match(self.revision):
+            raise ValueError(f"revision must be a full 40-hex commit, got {self.revision!r}")
+        if self.sha256 is not None and not _HEX64.match(self.sha256):
+            raise ValueError(f"sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+
+    @property
+    def url(self) -> str:
+        """Direct download URL on the Hugging Face Hub at the pinned revision."""
+        return f"https://huggingface.co/{self.repo_id}/resolve/{self.revision or 'main'}/{self.filename}"
+
+    @property
+    def verification(self) -> str:
+        """How a downloaded file is checked: against a pinned sha256, or the Hub's LFS hash."""
+        if self.package_file:
+            return "sha256 pinned in the registry (file shipped in the package)"
+        if self.sha256:
+            return "sha256 pinned in the registry"
+        return "sha256 not yet recorded: verified against the Hub's LFS hash (blob name) on download"
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What the network expects as input.
+
+    ``axis_order`` names the three spatial axes of the input tensor (N, C, a0, a1, a2): ``"xyz"`` for Models
+    Genesis cubes (z last), ``"zyx"`` for nnU-Net / MONAI numpy order. ``spacing_mm`` is in that axis order
+    (``None``: native spacing, no resampling). ``patch_size`` is the pretraining patch in that axis order.
+    """
+
+    in_channels: int
+    modality: str
+    axis_order: str
+    intensity: str
+    patch_size: tuple[int, ...]
+    spacing_mm: tuple[float, ...] | None = None
+    channel_names: tuple[str, ...] = ()
+    divisible_by: int = 1
+
+    def __post_init__(self) -> None:
+        if sorted(self.axis_order) != ["x", "y", "z"]:
+            raise ValueError(f"axis_order must be a permutation of 'xyz', got {self.axis_order!r}")
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    url: str
+    bibtex: str
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """How and on what the weights were learned. ``recipe`` points to the export/ script that reproduces them."""
+
+    data: str
+    method: str
+    datasets: tuple[str, ...] = ()
+    recipe: str = ""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registry entry. Immutable; ``build_kwargs()`` returns a private copy of the builder arguments.
+
+    ``first_conv`` lists the state-dict keys whose dimension 1 is the input channel count (aliases
+    included); ``classifier`` lists the module-name prefixes of the task head, dropped when ``num_classes``
+    changes. ``num_classes`` is the head size of the pretrained weights (``None`` for a head-less backbone).
+    """
+
+    name: str
+    architecture: str
+    arch_kwargs: Mapping[str, Any]
+    license: License
+    input: InputContract
+    pretraining: Pretraining
+    paper: Paper
+    description: str
+    source: CheckpointSource | None = None
+    first_conv: tuple[str, ...] = ()
+    classifier: tuple[str, ...] = ()
+    num_classes: int | None = None
+    tags: tuple[str, ...] = ()
+    weights_note: str = ""
+    base_model: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch_kwargs", MappingProxyType(copy.deepcopy(dict(self.arch_kwargs))))
+
+    @property
+    def has_weights(self) -> bool:
+        return self.source is not None
+
+    def build_kwargs(self) -> dict[str, Any]:
+        return copy.deepcopy(dict(self.arch_kwargs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view of every field (used by ``zoo info --json`` and model cards)."""
+
+        def convert(value: Any) -> Any:
+            if dataclasses.is_dataclass(value):
+                return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            if isinstance(value, Mapping):
+                return {k: convert(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [convert(v) for v in value]
+            return value
+
+        out = convert(self)
+        out["has_weights"] = self.has_weights
+        return out
+
+
+__all__ = [
+    "CHECKPOINT_FORMATS",
+    "CheckpointFormat",
+    "CheckpointSource",
+    "InputContract",
+    "License",
+    "ModelEntry",
+    "Paper",
+    "Pretraining",
+]
