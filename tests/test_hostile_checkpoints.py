@@ -840,8 +840,9 @@ def test_safetensors_header_errors_are_clear(header, reason, tmp_path):
     path = tmp_path / "bad.safetensors"
     raw = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(4))
-    with pytest.raises(CheckpointFormatError, match=reason):
+    with pytest.raises(CheckpointFormatError, match=reason) as err:
         unwrap_checkpoint(path, "safetensors")
+    assert (err.value.path, err.value.key) == (str(path), "w")
 
 
 def test_safetensors_duplicate_names_and_huge_length_are_refused(tmp_path):
@@ -849,8 +850,10 @@ def test_safetensors_duplicate_names_and_huge_length_are_refused(tmp_path):
     info = json.dumps({"dtype": "F32", "shape": [1], "data_offsets": [0, 4]})
     raw = f'{{"w": {info}, "w": {info}}}'.encode()
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(4))
-    with pytest.raises(CheckpointFormatError, match="twice"):
+    with pytest.raises(CheckpointFormatError, match="twice") as err:
         unwrap_checkpoint(path, "safetensors")
+    assert err.value.path == str(path)
     path.write_bytes(struct.pack("<Q", 2**63) + raw + bytes(4))
-    with pytest.raises(CheckpointFormatError, match="header length"):
+    with pytest.raises(CheckpointFormatError, match="header length") as err:
         unwrap_checkpoint(path, "safetensors")
+    assert err.value.path == str(path) and err.value.key is None

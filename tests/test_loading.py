@@ -168,7 +168,10 @@ def test_offline_miss_names_url_and_mirror_path_and_leaves_cache_clean(tmp_path,
     monkeypatch.setenv("ZOO_MIRROR", str(tmp_path / "mirror"))
     with pytest.raises(WeightsNotAvailableError) as err:
         zoo.load("med3d-resnet18", progress=False)
-    msg = str(err.value)
+    assert err.value.url == "https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet18/resolve/ee59c99e39a995fb8c20f2a2650a66161e2df584/resnet_18.pth"
+    assert err.value.mirror_path == str(tmp_path / "mirror" / "TencentMedicalNet/MedicalNet-Resnet18/resnet_18.pth")
+    assert err.value.name == "med3d-resnet18" and "HF_HUB_OFFLINE" in err.value.reason
+    msg = str(err.value)  # the message names them too, and the fix
     assert "https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet18/resolve/ee59c99e39a995fb8c20f2a2650a66161e2df584/resnet_18.pth" in msg
     assert str(tmp_path / "mirror" / "TencentMedicalNet/MedicalNet-Resnet18/resnet_18.pth") in msg
     assert "HF_HUB_OFFLINE" in msg and "checkpoint=" in msg
@@ -181,8 +184,10 @@ def test_sha256_mismatch_against_pinned_hash_is_refused_and_removed(tmp_path):
     medicalnet_file(file, 10)
     snap = put_in_hf_cache(hf_cache_dir(), entry.source.repo_id, entry.source.filename, file, entry.source.revision)
     blob = snap.resolve()
-    with pytest.raises(ChecksumError, match="expected 57,456,599|sha256"):
+    with pytest.raises(ChecksumError) as err:
         zoo.load("med3d-resnet10", progress=False)
+    assert err.value.expected_sha256 == entry.source.sha256 and err.value.expected_size == entry.source.size
+    assert err.value.actual_size == file.stat().st_size and err.value.path == str(snap)
     assert not blob.exists() and not snap.is_symlink()
     assert _converted_dirs("med3d-resnet10") == []
 
@@ -198,8 +203,10 @@ def test_damaged_cached_conversion_is_detected_removed_and_rebuilt(genesis_in_hf
     else:
         data[len(data) // 2] ^= 0x10
         path.write_bytes(data)
-    with pytest.raises(ChecksumError, match="damaged"):
+    with pytest.raises(ChecksumError) as err:
         zoo.load("genesis-chest-ct", progress=False)
+    assert err.value.path == str(path) and err.value.actual_sha256 != err.value.expected_sha256
+    assert err.value.actual_size == (len(data) // 2 if damage == "truncate" else len(data))
     assert not directory.exists()
     model = zoo.load("genesis-chest-ct", progress=False)  # converted again from the upstream file
     assert torch.equal(model.state_dict()["out_tr.final_conv.bias"], genesis_in_hf_cache["out_tr.final_conv.bias"])
@@ -218,8 +225,9 @@ def test_pickle_with_code_is_refused_and_never_run(tmp_path):
     file = tmp_path / "evil.pt"
     sd = genesis_unet3d_file(tmp_path / "ok.pt")
     torch.save({"state_dict": sd, "payload": _Exploit(str(marker))}, file)
-    with pytest.raises(UnsafeCheckpointError, match="Nothing in it was run"):
+    with pytest.raises(UnsafeCheckpointError, match="Nothing in it was run") as err:  # the message says so
         zoo.load("genesis-chest-ct", checkpoint=file, progress=False)
+    assert err.value.path == str(file) and err.value.global_name in ("posix.system", "os.system", "nt.system")
     assert not marker.exists()
     assert _converted_dirs("genesis-chest-ct") == []
     # a raw pickle (not a torch file) with the same payload
@@ -233,8 +241,9 @@ def test_pickle_with_code_is_refused_and_never_run(tmp_path):
 def test_wrong_file_for_model_is_refused_cleanly(tmp_path):
     file = tmp_path / "resnet_10.pth"
     medicalnet_file(file, 10)
-    with pytest.raises(CheckpointFormatError, match="does not match"):
+    with pytest.raises(CheckpointFormatError) as err:
         zoo.load("genesis-chest-ct", checkpoint=file, checkpoint_format="genesis-unet3d", progress=False)
+    assert err.value.key is not None and "does not match" in str(err.value)
     assert _converted_dirs("genesis-chest-ct") == []
 
 
@@ -254,16 +263,20 @@ def test_tampered_mirror_file_is_refused(tmp_path, monkeypatch):
     data = bytearray(dest.read_bytes())
     data[-100] ^= 1
     dest.write_bytes(data)
-    with pytest.raises(ChecksumError, match="mirrored"):
+    with pytest.raises(ChecksumError) as err:
         zoo.load("genesis-chest-ct", progress=False)
+    assert err.value.path == str(dest) and err.value.expected_sha256 == sha256(file)
+    assert err.value.actual_sha256 == sha256(dest)
     assert _converted_dirs("genesis-chest-ct") == []
 
 
 def test_unknown_name_suggests_close_names():
-    with pytest.raises(UnknownModelError, match="med3d-resnet152"):
+    with pytest.raises(UnknownModelError) as err:
         zoo.load("med3d-resnet15")
-    with pytest.raises(UnknownModelError, match="genesis-chest-ct"):
+    assert err.value.name == "med3d-resnet15" and "med3d-resnet152" in err.value.suggestions
+    with pytest.raises(UnknownModelError) as err:
         zoo.info("genesis_chest")
+    assert err.value.name == "genesis_chest" and "genesis-chest-ct" in err.value.suggestions
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])

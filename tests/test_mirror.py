@@ -168,19 +168,25 @@ def test_tampered_upstream_file_is_detected_and_never_loaded(tiny, tmp_path, no_
     export_mirror([NAME], mirror)
     shutil.rmtree(hf_cache_dir())
     shutil.rmtree(zoo_cache_dir())
+    recorded = read_manifest(mirror)["files"][UPSTREAM_REL]["sha256"]
     _flip_byte(mirror / UPSTREAM_REL)
+    flipped = sha256(mirror / UPSTREAM_REL)
 
     target = tmp_path / "target"
-    with pytest.raises(ChecksumError, match="tampered"):
+    with pytest.raises(ChecksumError) as err:
         import_mirror(mirror, cache_dir=target)
+    assert (err.value.path, err.value.expected_sha256, err.value.actual_sha256) == (
+        str(mirror / UPSTREAM_REL), recorded, flipped)
     assert _files_under(target) == []  # verified first: nothing was installed
-    with pytest.raises(ChecksumError):
+    with pytest.raises(ChecksumError) as err:
         verify_mirror(mirror)
+    assert err.value.path == str(mirror / UPSTREAM_REL)
 
     monkeypatch.setenv("ZOO_MIRROR", str(mirror))
     other = tmp_path / "other"
-    with pytest.raises(ChecksumError, match="tampered"):
+    with pytest.raises(ChecksumError) as err:
         zoo.load(NAME, cache_dir=other, progress=False)
+    assert (err.value.path, err.value.actual_sha256) == (str(mirror / UPSTREAM_REL), flipped)
     assert not (other / "converted" / NAME).exists() or _files_under(other / "converted" / NAME) == []
 
 
@@ -191,22 +197,27 @@ def test_tampered_conversion_and_manifest_are_refused(tiny, tmp_path, no_network
     conv = read_manifest(mirror)["models"][NAME]["converted"]
 
     _flip_byte(mirror / conv / "model.safetensors")
-    with pytest.raises(ChecksumError):
+    with pytest.raises(ChecksumError) as err:
         import_mirror(mirror, cache_dir=tmp_path / "a")
+    assert err.value.path == str(mirror / conv / "model.safetensors")
+    assert err.value.actual_sha256 == sha256(mirror / conv / "model.safetensors")
     assert _files_under(tmp_path / "a") == []
 
     # a manifest rewritten to match a swapped conversion still fails: meta.json records the real file
     manifest = json.loads((mirror / "manifest.json").read_text())
     manifest["files"][f"{conv}/model.safetensors"]["sha256"] = sha256(mirror / conv / "model.safetensors")
     (mirror / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ChecksumError, match="meta.json"):
+    with pytest.raises(ChecksumError) as err:
         import_mirror(mirror, cache_dir=tmp_path / "b")
+    assert err.value.path == str(mirror / conv / "meta.json")
+    assert err.value.expected_sha256 == sha256(mirror / conv / "model.safetensors") != err.value.actual_sha256
 
     # a manifest that points outside the mirror is refused before anything is read
     manifest["files"]["../../etc/passwd"] = {"sha256": "0" * 64, "size": 1}
     (mirror / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ChecksumError, match="unsafe path"):
+    with pytest.raises(ChecksumError, match="unsafe path") as err:
         verify_mirror(mirror)
+    assert err.value.path == "../../etc/passwd"
 
 
 def test_registry_pin_beats_a_rewritten_manifest(monkeypatch, upstream_file, tmp_path, no_network):
@@ -228,23 +239,27 @@ def test_registry_pin_beats_a_rewritten_manifest(monkeypatch, upstream_file, tmp
     _flip_byte(mirror / UPSTREAM_REL)
     manifest["files"][UPSTREAM_REL]["sha256"] = sha256(mirror / UPSTREAM_REL)
     (mirror / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ChecksumError, match="registry pins"):
+    with pytest.raises(ChecksumError) as err:
         import_mirror(mirror, cache_dir=tmp_path / "bad")
+    assert (err.value.expected_sha256, err.value.actual_sha256) == (sha256(path), sha256(mirror / UPSTREAM_REL))
+    assert err.value.path == str(mirror / UPSTREAM_REL)
     assert _files_under(tmp_path / "bad") == []
 
 
 def test_export_refuses_models_without_weights_and_skips_package_files(monkeypatch, tmp_path):
     base = registry.get_entry("genesis-chest-ct")
     monkeypatch.setitem(registry._REGISTRY, "no-weights-yet", dataclasses.replace(base, name="no-weights-yet", source=None))
-    with pytest.raises(WeightsNotAvailableError, match="no published weights"):
+    with pytest.raises(WeightsNotAvailableError) as err:
         export_mirror(["no-weights-yet"], tmp_path / "m")
+    assert (err.value.name, err.value.reason) == ("no-weights-yet", "no published weights")
     shipped = dataclasses.replace(base, name="shipped-demo", source=CheckpointSource(
         repo_id="medzoo/demo", filename="demo.safetensors", format="safetensors", package_file="demo.safetensors"))
     monkeypatch.setitem(registry._REGISTRY, "shipped-demo", shipped)
     report = export_mirror(["shipped-demo"], tmp_path / "m")
     assert report.models == [] and "ship inside the package" in report.skipped[0]
-    with pytest.raises(ChecksumError, match="no manifest.json"):
+    with pytest.raises(ChecksumError) as err:
         import_mirror(tmp_path / "empty")
+    assert err.value.path == str(tmp_path / "empty" / "manifest.json")
 
 
 def test_manifest_commit_or_revision_cannot_choose_a_path(tiny, tmp_path, no_network):
@@ -298,8 +313,9 @@ def test_rewritten_conversion_with_consistent_manifest_and_meta_is_refused(tiny,
     verify_mirror(mirror)  # every hash in the mirror is consistent
 
     target = tmp_path / "target"
-    with pytest.raises(ChecksumError, match="differs from the conversion of its verified upstream"):
+    with pytest.raises(ChecksumError, match="differs from the conversion of its verified upstream") as err:
         import_mirror(mirror, cache_dir=target)
+    assert err.value.path == str(weights)
     assert [p for p in _files_under(target) if not p.name.endswith(".lock")] == []
     # the same mirror without its conversions installs the genuine weights
     import_mirror(mirror, cache_dir=target, converted=False)

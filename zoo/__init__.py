@@ -18,8 +18,10 @@ from ._lazy import lazy_attributes
 from ._version import __version__
 from .errors import (
     AdaptationError,
+    ArchitectureSpecError,
     CheckpointFormatError,
     ChecksumError,
+    PlanError,
     UnknownModelError,
     UnsafeCheckpointError,
     WeightsNotAvailableError,
@@ -53,6 +55,8 @@ __all__ = [
     "UnsafeCheckpointError",
     "CheckpointFormatError",
     "AdaptationError",
+    "ArchitectureSpecError",
+    "PlanError",
     *_LAZY,
 ]
 

@@ -11,7 +11,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from .errors import ZooError
+
+
+def _with_path(error: type[Exception], path: Path) -> Callable[[str], Exception]:
+    """``error(message)``, with ``path=`` set when ``error`` is a :class:`ZooError` that declares a path field."""
+    if issubclass(error, ZooError) and "path" in error.fields:
+        return lambda message: error(message, path=path)
+    return error
 
 
 def read_json_object(path: str | os.PathLike, *, what: str, max_bytes: int, error: type[Exception],
@@ -19,6 +28,7 @@ def read_json_object(path: str | os.PathLike, *, what: str, max_bytes: int, erro
     """The JSON object in ``path``; ``error(message)`` for anything else (``what`` names the file's role)."""
     path = Path(path)
     suffix = f"; {fix}" if fix else ""
+    error = _with_path(error, path)
     try:
         with open(path, "rb") as fh:
             data = fh.read(max_bytes + 1)

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from .adapt.fit import fit_state_dict
-from .adapt.kernels import CHANNEL_MODES
 from .adapt.materialise import materialise_meta_tensors
 from .archs.build import build_model, meta_device_model
 from .convert.cache import load_converted
 from .errors import AdaptationError
 from .model_dir import read_model_dir
+from .options import ChannelMode, InvalidAdaptationOption, VerifyMode, check_option
 from .registry import get_entry
 from .weights import resolve_weights, show_license_notice
 
@@ -64,11 +64,11 @@ def load(
     checkpoint: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     *,
-    channel_mode: str = "repeat_scale",
+    channel_mode: ChannelMode = "repeat_scale",
     checkpoint_format: str | None = None,
     mirror: str | os.PathLike | None = None,
     force_download: bool = False,
-    verify: Any = "auto",
+    verify: VerifyMode = "auto",
     progress: bool = True,
     device: str | torch.device | None = None,
     init: str | None = None,
@@ -99,8 +99,8 @@ def load(
     """
     _check_positive(in_channels, "in_channels")
     _check_positive(num_classes, "num_classes")
-    if channel_mode not in CHANNEL_MODES:
-        raise AdaptationError(f"unknown channel_mode {channel_mode!r}; choose one of {CHANNEL_MODES}")
+    check_option("channel_mode", channel_mode, ChannelMode, error=InvalidAdaptationOption)
+    check_option("verify", verify, VerifyMode)
     weights_path: Path | None = None
     if os.path.isdir(name):
         entry, weights_path = read_model_dir(name)

@@ -81,7 +81,7 @@ def _safe_relpath(rel: str) -> PurePosixPath:
     """Refuse manifest paths that could escape the mirror (absolute, ``..``, backslashes, empty parts)."""
     p = PurePosixPath(rel)
     if (not rel or "\\" in rel or p.is_absolute() or any(part in ("", ".", "..") for part in rel.split("/"))):
-        raise ChecksumError(f"mirror manifest lists an unsafe path {rel!r}; refusing the mirror")
+        raise ChecksumError(f"mirror manifest lists an unsafe path {rel!r}; refusing the mirror", path=rel)
     return p
 
 
@@ -89,19 +89,19 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``manifest.json`` of a mirror, structurally checked. Raises :class:`ChecksumError`."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
-        raise ChecksumError(f"{directory} has no {MANIFEST}: not a mirror written by `zoo mirror export`")
+        raise ChecksumError(f"{directory} has no {MANIFEST}: not a mirror written by `zoo mirror export`", path=path)
     manifest = read_json_object(path, what="mirror manifest", max_bytes=MANIFEST_MAX_BYTES, error=ChecksumError)
     files = manifest.get("files")
     if not isinstance(files, dict):
-        raise ChecksumError(f"mirror manifest {path} has no 'files' table")
+        raise ChecksumError(f"mirror manifest {path} has no 'files' table", path=path)
     for rel, record in files.items():
         _safe_relpath(rel)
         if not isinstance(record, dict) or not _HEX64.match(str(record.get("sha256", ""))) \
                 or not isinstance(record.get("size"), int):
-            raise ChecksumError(f"mirror manifest {path}: entry {rel!r} lacks a valid sha256 and size")
+            raise ChecksumError(f"mirror manifest {path}: entry {rel!r} lacks a valid sha256 and size", path=path)
     models = manifest.setdefault("models", {})
     if not isinstance(models, dict) or not all(isinstance(m, dict) for m in models.values()):
-        raise ChecksumError(f"mirror manifest {path} has a malformed 'models' table")
+        raise ChecksumError(f"mirror manifest {path} has a malformed 'models' table", path=path)
     return manifest
 
 
@@ -137,7 +137,8 @@ def _expand(names: Iterable[str]) -> list[str]:
         if any(ch in name for ch in "*?["):
             matched = list_models(name)
             if not matched:
-                raise WeightsNotAvailableError(f"no registry model matches {name!r}")
+                raise WeightsNotAvailableError(f"no registry model matches {name!r}", name=name,
+                                               reason="no registry model matches")
             out.extend(matched)
         else:
             out.append(get_entry(name).name)
@@ -206,7 +207,8 @@ def export_mirror(
         entry = get_entry(name)
         src = entry.source
         if src is None:
-            raise WeightsNotAvailableError(f"{name!r} has no published weights to mirror")
+            raise WeightsNotAvailableError(f"{name!r} has no published weights to mirror", name=name,
+                                           reason="no published weights")
         if src.package_file:
             report.skipped.append(f"{name}: weights ship inside the package, nothing to mirror")
             continue
@@ -239,7 +241,9 @@ def export_mirror(
                                           progress=progress)
                 cached = check_cached(path.parent, verify=True)
             if cached is None or cached.meta.get("source_sha256") != fetched.sha256:
-                raise ChecksumError(f"the cached conversion of {name!r} does not come from the mirrored file")
+                raise ChecksumError(f"the cached conversion of {name!r} does not come from the mirrored file",
+                                    path=cached.path if cached is not None else None, expected_sha256=fetched.sha256,
+                                    actual_sha256=cached.meta.get("source_sha256") if cached is not None else None)
             conv_rel = f"{CONVERTED}/{name}/{key}"
             for fname, digest in (("model.safetensors", cached.meta["file_sha256"]), ("meta.json", None)):
                 source_file = cached.path.parent / fname
@@ -295,12 +299,14 @@ def verify_mirror(directory: str | os.PathLike, *, progress: bool = False) -> di
     for rel, record in sorted(manifest["files"].items()):
         path = root / _safe_relpath(rel)
         if not path.is_file() or path.is_symlink():
-            raise ChecksumError(f"mirror file {path} listed in the manifest is missing (or is a link)")
+            raise ChecksumError(f"mirror file {path} listed in the manifest is missing (or is a link)", path=path,
+                                expected_sha256=record["sha256"], expected_size=record["size"])
         pinned = _registry_sha256(manifest, rel)
         if pinned and pinned != record["sha256"]:
             raise ChecksumError(
                 f"mirror manifest records sha256 {record['sha256']} for {rel}, but the registry pins {pinned}: "
-                "the mirror was altered or made from another file; refusing it"
+                "the mirror was altered or made from another file; refusing it",
+                path=path, expected_sha256=pinned, actual_sha256=record["sha256"],
             )
         verify_file(path, sha256=record["sha256"], size=record["size"], what=f"mirror file {rel}",
                     progress=progress)
@@ -308,19 +314,27 @@ def verify_mirror(directory: str | os.PathLike, *, progress: bool = False) -> di
         conv = model.get("converted")
         if conv:
             if f"{conv}/model.safetensors" not in manifest["files"] or f"{conv}/meta.json" not in manifest["files"]:
-                raise ChecksumError(f"mirror conversion of {name!r} at {conv!r} is not covered by the manifest")
+                raise ChecksumError(f"mirror conversion of {name!r} at {conv!r} is not covered by the manifest",
+                                    path=conv)
             try:
                 meta = json.loads((root / _safe_relpath(conv) / "meta.json").read_text())
             except ValueError as err:
-                raise ChecksumError(f"mirror conversion of {name!r}: unreadable meta.json ({err})") from None
+                raise ChecksumError(f"mirror conversion of {name!r}: unreadable meta.json ({err})",
+                                    path=root / _safe_relpath(conv) / "meta.json") from None
             if meta.get("file_sha256") != manifest["files"].get(f"{conv}/model.safetensors", {}).get("sha256"):
-                raise ChecksumError(f"mirror conversion of {name!r}: meta.json does not describe its model.safetensors")
+                raise ChecksumError(f"mirror conversion of {name!r}: meta.json does not describe its model.safetensors",
+                                    path=root / _safe_relpath(conv) / "meta.json",
+                                    expected_sha256=manifest["files"].get(f"{conv}/model.safetensors", {}).get("sha256"),
+                                    actual_sha256=meta.get("file_sha256"))
         if model.get("upstream") and model["upstream"] not in manifest["files"]:
-            raise ChecksumError(f"mirror model {name!r}: upstream file {model['upstream']!r} is not in the manifest")
+            raise ChecksumError(f"mirror model {name!r}: upstream file {model['upstream']!r} is not in the manifest",
+                                path=model["upstream"])
         if conv:
             upstream = manifest["files"].get(model.get("upstream", ""), {})
             if upstream and meta.get("source_sha256") != upstream.get("sha256"):
-                raise ChecksumError(f"mirror conversion of {name!r} does not come from the mirrored upstream file")
+                raise ChecksumError(f"mirror conversion of {name!r} does not come from the mirrored upstream file",
+                                    path=root / _safe_relpath(conv) / "meta.json",
+                                    expected_sha256=upstream.get("sha256"), actual_sha256=meta.get("source_sha256"))
     return manifest
 
 
@@ -328,7 +342,8 @@ def _inside(root: Path, path: Path) -> Path:
     """``path`` when it lies under ``root`` once both are resolved; anything else is refused."""
     resolved_root, resolved = root.resolve(), path.resolve()
     if resolved != resolved_root and resolved_root not in resolved.parents:
-        raise ChecksumError(f"mirror import would write {path}, outside the cache {root}; refusing the mirror")
+        raise ChecksumError(f"mirror import would write {path}, outside the cache {root}; refusing the mirror",
+                            path=path)
     return path
 
 
@@ -406,7 +421,8 @@ def _mirror_conversion_check(root: Path, name: str, conv: str) -> Any:
         if differ:
             raise ChecksumError(
                 f"the mirror's conversion of {name!r} ({conv}) differs from the conversion of its verified upstream "
-                f"file in {len(differ)} tensors (e.g. {differ[:3]}): the mirror was altered; refusing it"
+                f"file in {len(differ)} tensors (e.g. {differ[:3]}): the mirror was altered; refusing it",
+                path=root / _safe_relpath(conv) / "model.safetensors",
             )
 
     return check

@@ -78,7 +78,7 @@ _FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def _fail(where: str, key: str, wanted: str, value: Any) -> CheckpointFormatError:
-    return CheckpointFormatError(f"{where}: {key} must be {wanted}, got {_short(value)}; {_FIX}")
+    return CheckpointFormatError(f"{where}: {key} must be {wanted}, got {_short(value)}; {_FIX}", path=where, key=key)
 
 
 def _check_object(where: str, key: str, value: Any, cls: type, skip: tuple[str, ...] = ()) -> None:
@@ -91,7 +91,7 @@ def _check_object(where: str, key: str, value: Any, cls: type, skip: tuple[str, 
     for name, item in value.items():
         if name not in fields:
             raise CheckpointFormatError(f"{where}: {key}.{name} is not a field of {key} (fields: "
-                                        f"{', '.join(fields)}); {_FIX}")
+                                        f"{', '.join(fields)}); {_FIX}", path=where, key=f"{key}.{name}")
         if name in skip:
             continue
         check, wanted = _FIELD_TYPES.get(str(fields[name].type), (lambda v: isinstance(v, (str, int, float, bool)),
@@ -136,7 +136,7 @@ def _check_input(config: Mapping[str, Any], where: str) -> None:
         if inp["in_channels"] == config["in_channels"]:
             return
         raise CheckpointFormatError(f"{where}: input.in_channels = {inp['in_channels']} disagrees with in_channels = "
-                                    f"{config['in_channels']}; make them equal")
+                                    f"{config['in_channels']}; make them equal", path=where, key="input.in_channels")
 
 
 def _check_spec(config: Mapping[str, Any], where: str) -> None:
@@ -152,8 +152,9 @@ def _check_spec(config: Mapping[str, Any], where: str) -> None:
     try:
         check_architecture(config["architecture"], spec, name_of=name_of)
     except ArchitectureSpecError as err:
+        key = err.key[len(f"{where}: "):] if (err.key or "").startswith(f"{where}: ") else err.key
         raise CheckpointFormatError(f"{err}; fix that value in the file (zoo.archs.ops lists the allowed classes, "
-                                    "zoo.archs.limits the limits)") from None
+                                    "zoo.archs.limits the limits)", path=where, key=key) from None
 
 
 def check_config(config: Any, where: str = "config.json") -> None:
@@ -162,7 +163,7 @@ def check_config(config: Any, where: str = "config.json") -> None:
     from .registry import License, Paper, Pretraining
 
     if not isinstance(config, Mapping):
-        raise CheckpointFormatError(f"{where} must hold a JSON object, got {type(config).__name__}")
+        raise CheckpointFormatError(f"{where} must hold a JSON object, got {type(config).__name__}", path=where)
     _check_top_level(config, where)
     _check_input(config, where)
     for key, cls in (("license", License), ("paper", Paper), ("pretraining", Pretraining)):

@@ -90,14 +90,15 @@ def entry_from_config(config: Mapping[str, Any], where: str = "config.json") -> 
             base_model=config.get("base_model"),
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointFormatError(f"{where} does not describe a medzoo model: {err}") from None
+        raise CheckpointFormatError(f"{where} does not describe a medzoo model: {err}", path=where,
+                                    key=err.args[0] if isinstance(err, KeyError) and err.args else None) from None
 
 
 def read_model_dir(path: str | os.PathLike) -> tuple[ModelEntry, Path]:
     """The entry described by ``path/config.json`` and the path of its ``model.safetensors``."""
     p = Path(path)
     if not is_model_dir(p):
-        raise CheckpointFormatError(f"{p} is not a model folder: it needs {CONFIG} and {WEIGHTS}")
+        raise CheckpointFormatError(f"{p} is not a model folder: it needs {CONFIG} and {WEIGHTS}", path=p)
     config = read_config(p / CONFIG)  # at most MAX_CONFIG_BYTES, a JSON object
     return entry_from_config(config, str(p / CONFIG)), p / WEIGHTS
 

@@ -111,7 +111,8 @@ def get_entry(name: str) -> ModelEntry:
     close = difflib.get_close_matches(normalised, list(_REGISTRY), n=5, cutoff=0.6)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise UnknownModelError(
-        f"unknown model {name!r}; {hint}`zoo list` (or zoo.list_models()) shows all {len(_REGISTRY)} names"
+        f"unknown model {name!r}; {hint}`zoo list` (or zoo.list_models()) shows all {len(_REGISTRY)} names",
+        name=name, suggestions=list(close),
     )
 
 

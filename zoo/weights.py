@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from torch import Tensor, nn
 
@@ -31,6 +31,7 @@ from .errors import WeightsNotAvailableError
 from .hub.download import fetch_checkpoint
 from .hub.integrity import verify_file
 from .model_dir import is_model_dir, read_model_dir
+from .options import VerifyMode, check_option
 from .registry import ModelEntry, get_entry
 
 
@@ -65,13 +66,14 @@ def resolve_weights(
     cache_dir: str | os.PathLike | None = None,
     mirror: str | os.PathLike | None = None,
     force_download: bool = False,
-    verify: Any = "auto",
+    verify: VerifyMode = "auto",
     progress: bool = True,
 ) -> tuple[Path, str]:
     """Path of a verified safetensors file with ``entry``'s weights in medzoo's layout, and how it was checked.
 
     Downloads and converts on first use; later calls return the cached conversion without network access.
     """
+    check_option("verify", verify, VerifyMode)
     def reference() -> nn.Module:
         return meta_device_model(lambda: build_model(entry))
 
@@ -137,7 +139,7 @@ def _user_checkpoint(
     fmt: str | None,
     reference: Callable[[], nn.Module],
     cache_dir: str | os.PathLike | None,
-    verify: Any,
+    verify: VerifyMode,
     progress: bool,
 ) -> tuple[Path, str]:
     if not path.is_file():

@@ -52,10 +52,16 @@ from typing import Any, Mapping, NamedTuple
 from torch import Tensor, nn
 
 from ..errors import AdaptationError
+from ..options import (  # noqa: F401  (WIDTH_MODES is re-exported)
+    WIDTH_MODES,
+    ChannelMode,
+    InvalidAdaptationOption,
+    KernelCollapse,
+    KernelInflate,
+    WidthMode,
+    check_option,
+)
 from .kernels import (
-    CHANNEL_MODES,
-    COLLAPSE_MODES,
-    INFLATE_MODES,
     adapt_input_channels,
     adapt_kernel,
     adapt_transposed_kernel,
@@ -80,17 +86,15 @@ from .roles import (
     is_node,
 )
 
-WIDTH_MODES = ("skip", "slice")
-
 
 @dataclass
 class _Options:
     source_axis_order: str | None
     target_axis_order: str | None
-    channel_mode: str
-    kernel_collapse: str
-    kernel_inflate: str
-    widths: str
+    channel_mode: ChannelMode
+    kernel_collapse: KernelCollapse
+    kernel_inflate: KernelInflate
+    widths: WidthMode
     heads: bool
     cross_architecture: bool
 
@@ -303,10 +307,10 @@ def adapt_state_dict(
     *,
     source_axis_order: str | None = None,
     target_axis_order: str | None = None,
-    channel_mode: str = "repeat_scale",
-    kernel_collapse: str = "sum",
-    kernel_inflate: str = "center",
-    widths: str = "skip",
+    channel_mode: ChannelMode = "repeat_scale",
+    kernel_collapse: KernelCollapse = "sum",
+    kernel_inflate: KernelInflate = "center",
+    widths: WidthMode = "skip",
     heads: bool = False,
     cross_architecture: bool = True,
     strict: bool = False,
@@ -323,14 +327,10 @@ def adapt_state_dict(
     returning. ``source_axis_order`` / ``target_axis_order`` name the kernel axes (``'xyz'``, ``'zyx'``);
     leave them ``None`` when both use the same order.
     """
-    if channel_mode not in CHANNEL_MODES:
-        raise AdaptationError(f"unknown channel_mode {channel_mode!r}; choose one of {CHANNEL_MODES}")
-    if kernel_collapse not in COLLAPSE_MODES:
-        raise AdaptationError(f"unknown kernel_collapse {kernel_collapse!r}; choose one of {COLLAPSE_MODES}")
-    if kernel_inflate not in INFLATE_MODES:
-        raise AdaptationError(f"unknown kernel_inflate {kernel_inflate!r}; choose one of {INFLATE_MODES}")
-    if widths not in WIDTH_MODES:
-        raise AdaptationError(f"unknown widths mode {widths!r}; choose one of {WIDTH_MODES}")
+    for name, value, alias in (("channel_mode", channel_mode, ChannelMode),
+                               ("kernel_collapse", kernel_collapse, KernelCollapse),
+                               ("kernel_inflate", kernel_inflate, KernelInflate), ("widths", widths, WidthMode)):
+        check_option(name, value, alias, error=InvalidAdaptationOption)
     for name, order in (("source_axis_order", source_axis_order), ("target_axis_order", target_axis_order)):
         if order is not None and (not isinstance(order, str) or len(set(order)) != len(order) or not order):
             raise AdaptationError(f"{name} must be a string of distinct axis letters such as 'zyx', got {order!r}")

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import AdaptationError, CheckpointFormatError
+from ..options import ChannelMode
 from ..registry import ModelEntry
 from ..state_dict import expand_aliases
 from .kernels import adapt_input_channels
@@ -34,7 +35,7 @@ def fit_state_dict(
     entry: ModelEntry,
     in_channels: int,
     num_classes: int | None,
-    channel_mode: str,
+    channel_mode: ChannelMode,
 ) -> FittedWeights:
     """Adapt first-conv channels and drop a replaced head; everything else must fit ``model`` exactly.
 
@@ -68,7 +69,8 @@ def fit_state_dict(
     if unexpected:
         raise AdaptationError(
             f"{entry.name}: the weights have tensors the built network lacks (e.g. {unexpected[:4]}); "
-            "an architecture override removed layers the checkpoint has"
+            "an architecture override removed layers the checkpoint has",
+            key=unexpected[0],
         )
     mismatched = [(k, tuple(full[k].shape), shapes[k]) for k in full if tuple(full[k].shape) != shapes[k]]
     if mismatched:
@@ -76,14 +78,16 @@ def fit_state_dict(
         raise AdaptationError(
             f"{entry.name}: {len(mismatched)} tensors do not fit, e.g. {k} is {got} in the weights but {want} in the "
             "network built with these arguments; only in_channels and num_classes are adapted by zoo.load. "
-            "Use zoo.adapt for other changes, or pretrained=False."
+            "Use zoo.adapt for other changes, or pretrained=False.",
+            key=k,
         )
     missing = [k for k in shapes if k not in full]
     outside_head = [k for k in missing if not _under(k, entry.classifier)]
     if outside_head:
         raise AdaptationError(
             f"{entry.name}: {len(outside_head)} network tensors have no pretrained value (e.g. {outside_head[:4]}); "
-            "refusing a partial load. Use zoo.adapt for a reported partial transfer."
+            "refusing a partial load. Use zoo.adapt for a reported partial transfer.",
+            key=outside_head[0],
         )
     full, casts = match_dtypes(full, model, entry)
     return FittedWeights(full, adaptations + casts)
@@ -108,7 +112,8 @@ def match_dtypes(
         if not same_kind:
             raise CheckpointFormatError(
                 f"{entry.name}: tensor {key!r} is {value.dtype} in the weights but the network expects {want}; "
-                "the file does not hold this model's weights (re-export them from the model that trained them)"
+                "the file does not hold this model's weights (re-export them from the model that trained them)",
+                key=key,
             )
         sd[key] = value.to(want)
         casts[(value.dtype, want)] = casts.get((value.dtype, want), 0) + 1

@@ -1,5 +1,5 @@
 """Convolution-weight maths, nothing else: fit a kernel to another spatial size, stride, axis order or number
-of input channels. Pure tensor functions (torch and :mod:`zoo.errors` only), shared by the transfer engine
+of input channels. Pure tensor functions (torch, :mod:`zoo.errors` and :mod:`zoo.options` only), shared by the transfer engine
 (:mod:`zoo.adapt.engine`) and the 2D -> 3D conversion (:mod:`zoo.convert.inflate2d`).
 
 Shapes: a convolution weight is (C_out, C_in, *k), a transposed-convolution weight (C_in, C_out, *s) with its
@@ -28,15 +28,21 @@ import torch
 from torch import Tensor
 
 from ..errors import AdaptationError
-
-COLLAPSE_MODES = ("sum", "mean", "center")
-INFLATE_MODES = ("center", "i3d")
-CHANNEL_MODES = ("repeat_scale", "mean", "first", "random")
+from ..options import (  # noqa: F401  (the *_MODES tuples are re-exported)
+    CHANNEL_MODES,
+    COLLAPSE_MODES,
+    INFLATE_MODES,
+    ChannelMode,
+    InvalidAdaptationOption,
+    KernelCollapse,
+    KernelInflate,
+    check_option,
+)
 
 # ----------------------------------------------------------------------------------------------- spatial axes
 
 
-def collapse_axis(weight: Tensor, axis: int, mode: str = "sum") -> Tensor:
+def collapse_axis(weight: Tensor, axis: int, mode: KernelCollapse = "sum") -> Tensor:
     """Reduce spatial ``axis`` (0-based, after the two channel dims) of a kernel to size 1.
 
     ``sum``: a kernel-1 conv then gives, on inputs constant along the axis, exactly what the original gives
@@ -50,10 +56,11 @@ def collapse_axis(weight: Tensor, axis: int, mode: str = "sum") -> Tensor:
         return weight.mean(dim=dim, keepdim=True)
     if mode == "center":
         return weight.narrow(dim, weight.shape[dim] // 2, 1)
-    raise AdaptationError(f"unknown kernel_collapse {mode!r}; choose one of {COLLAPSE_MODES}")
+    check_option("kernel_collapse", mode, KernelCollapse, error=InvalidAdaptationOption)
+    raise AssertionError(mode)  # pragma: no cover - every choice is handled above
 
 
-def inflate_axis(weight: Tensor, axis: int, size: int, mode: str = "center") -> Tensor:
+def inflate_axis(weight: Tensor, axis: int, size: int, mode: KernelInflate = "center") -> Tensor:
     """Grow spatial ``axis`` of a kernel from 1 to ``size``.
 
     ``center``: the original in the centre, zeros elsewhere: the 3D conv equals the 2D conv applied to each
@@ -72,7 +79,8 @@ def inflate_axis(weight: Tensor, axis: int, size: int, mode: str = "center") -> 
         reps = [1] * weight.dim()
         reps[dim] = size
         return weight.repeat(*reps) / size
-    raise AdaptationError(f"unknown kernel_inflate {mode!r}; choose one of {INFLATE_MODES}")
+    check_option("kernel_inflate", mode, KernelInflate, error=InvalidAdaptationOption)
+    raise AssertionError(mode)  # pragma: no cover - every choice is handled above
 
 
 def _crop_or_pad_axis(weight: Tensor, axis: int, size: int) -> Tensor:
@@ -87,8 +95,8 @@ def _crop_or_pad_axis(weight: Tensor, axis: int, size: int) -> Tensor:
     return out
 
 
-def adapt_kernel(weight: Tensor, kernel: tuple[int, ...] | list[int], collapse: str = "sum",
-                 inflate: str = "center") -> tuple[Tensor, list[str]]:
+def adapt_kernel(weight: Tensor, kernel: tuple[int, ...] | list[int], collapse: KernelCollapse = "sum",
+                 inflate: KernelInflate = "center") -> tuple[Tensor, list[str]]:
     """Fit the spatial size of a convolution weight (C_out, C_in, *k) to ``kernel``; returns the weight and
     what was done per axis."""
     ops = []
@@ -181,12 +189,11 @@ def permute_kernel(weight: Tensor, perm: list[int]) -> Tensor:
 def adapt_input_channels(
     weight: Tensor,
     in_channels: int,
-    mode: str = "repeat_scale",
+    mode: ChannelMode = "repeat_scale",
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Return ``weight`` (C_out, S, *k) adapted to (C_out, ``in_channels``, *k) with strategy ``mode``."""
-    if mode not in CHANNEL_MODES:
-        raise AdaptationError(f"unknown channel mode {mode!r}; choose one of {CHANNEL_MODES}")
+    check_option("channel_mode", mode, ChannelMode, error=InvalidAdaptationOption)
     if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
         raise AdaptationError(f"in_channels must be a positive integer, got {in_channels!r}")
     if weight.dim() < 3:

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..options import GenesisAct, OutActivation, check_option
+
 __all__ = ["ContBatchNorm3d", "LUConv", "UNet3D", "build_unet3d"]
 
-_ACTS = ("relu", "prelu", "elu")
-_OUT_ACTIVATIONS = ("sigmoid", None)
 
 
 class ContBatchNorm3d(_BatchNorm):
@@ -64,20 +64,21 @@ class ContBatchNorm3d(_BatchNorm):
         )
 
 
-def _activation(act: str, channels: int) -> nn.Module:
+def _activation(act: GenesisAct, channels: int) -> nn.Module:
     if act == "relu":
         return nn.ReLU(inplace=True)
     if act == "prelu":
         return nn.PReLU(channels)  # upstream: one slope per channel -> key ``activation.weight`` [C]
     if act == "elu":
         return nn.ELU(inplace=True)
-    raise ValueError(f"unknown act {act!r}; choose one of {_ACTS}")
+    check_option("act", act, GenesisAct)  # raises: every choice is handled above (UNet3D checked it already)
+    raise AssertionError(act)  # pragma: no cover
 
 
 class LUConv(nn.Module):
     """Conv3d(k=3, padding=1, bias) -> batch norm -> activation; keys ``conv1.*``, ``bn1.*`` (+ ``activation.weight`` for PReLU)."""
 
-    def __init__(self, in_channels: int, out_channels: int, act: str = "relu", upstream_bn: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int, act: GenesisAct = "relu", upstream_bn: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1, bias=True)
         self.bn1 = ContBatchNorm3d(out_channels) if upstream_bn else nn.BatchNorm3d(out_channels)
@@ -87,14 +88,14 @@ class LUConv(nn.Module):
         return self.activation(self.bn1(self.conv1(x)))
 
 
-def _two_units(in_channels: int, mid: int, out: int, act: str, upstream_bn: bool) -> nn.Sequential:
+def _two_units(in_channels: int, mid: int, out: int, act: GenesisAct, upstream_bn: bool) -> nn.Sequential:
     return nn.Sequential(LUConv(in_channels, mid, act, upstream_bn), LUConv(mid, out, act, upstream_bn))
 
 
 class _Down(nn.Module):
     """Encoder level: ``ops`` (two units, channels doubling in the second), then 2x max pooling unless deepest."""
 
-    def __init__(self, in_channels: int, width: int, act: str, upstream_bn: bool, pool: bool) -> None:
+    def __init__(self, in_channels: int, width: int, act: GenesisAct, upstream_bn: bool, pool: bool) -> None:
         super().__init__()
         self.ops = _two_units(in_channels, width, 2 * width, act, upstream_bn)
         self.maxpool = nn.MaxPool3d(2) if pool else None
@@ -108,7 +109,7 @@ class _Down(nn.Module):
 class _Up(nn.Module):
     """Decoder level: ``up_conv`` (ConvTranspose3d k=2 s=2, same width), concat [up, skip], ``ops`` (two units)."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, act: str, upstream_bn: bool) -> None:
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, act: GenesisAct, upstream_bn: bool) -> None:
         super().__init__()
         self.up_conv = nn.ConvTranspose3d(in_channels, in_channels, kernel_size=2, stride=2, bias=True)
         self.ops = _two_units(in_channels + skip_channels, out_channels, out_channels, act, upstream_bn)
@@ -158,14 +159,12 @@ class UNet3D(nn.Module):
         in_channels: int = 1,
         num_classes: int | None = 1,
         upstream_bn: bool = False,
-        out_activation: str | None = "sigmoid",
-        act: str = "relu",
+        out_activation: OutActivation = "sigmoid",
+        act: GenesisAct = "relu",
     ) -> None:
         super().__init__()
-        if act not in _ACTS:
-            raise ValueError(f"unknown act {act!r}; choose one of {_ACTS}")
-        if out_activation not in _OUT_ACTIVATIONS:
-            raise ValueError(f"unknown out_activation {out_activation!r}; choose one of {_OUT_ACTIVATIONS}")
+        check_option("act", act, GenesisAct)
+        check_option("out_activation", out_activation, OutActivation)
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
         if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
@@ -237,8 +236,8 @@ def build_unet3d(
     in_channels: int = 1,
     num_classes: int | None = 1,
     upstream_bn: bool = False,
-    out_activation: str | None = "sigmoid",
-    act: str = "relu",
+    out_activation: OutActivation = "sigmoid",
+    act: GenesisAct = "relu",
 ) -> UNet3D:
     """Build a Models Genesis :class:`UNet3D` (see the class for arguments, shapes and the BN switch).
 

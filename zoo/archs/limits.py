@@ -33,7 +33,7 @@ MAX_PER_STAGE       128              each entry of n_conv_per_stage, n_conv_per_
 
 from __future__ import annotations
 
-from ..errors import ZooError
+from ..errors import ArchitectureSpecError  # noqa: F401 -- defined in zoo.errors; re-exported here, where it lived
 
 MAX_PARAMETERS = 2_000_000_000
 MAX_LAYERS = 10_000
@@ -43,13 +43,3 @@ MAX_CHANNELS = 16_384
 MAX_CLASSES = 100_000
 MAX_STAGES = 16
 MAX_PER_STAGE = 128
-
-
-class ArchitectureSpecError(ZooError, ValueError):
-    """A spec that names something outside the allow-list of :mod:`zoo.archs.ops`, has a value of the wrong
-    type, or asks for a network above the limits of :mod:`zoo.archs.limits`. ``key`` is the offending key as
-    the message shows it (``'arch_kwargs.features_per_stage[2]'``)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..options import Med3DDepth, Med3DHead, check_option
 from ._common import on_meta_device
 
 __all__ = ["BasicBlock", "Bottleneck", "Med3DResNet", "build_med3d_resnet", "DEPTHS"]
@@ -127,7 +128,6 @@ DEPTHS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int], str]] = {
     200: (Bottleneck, (3, 24, 36, 3), "B"),
 }
 
-_HEADS = ("none", "classification", "segmentation")
 #: feature names for ``features_only`` / ``out_indices``
 FEATURE_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
 _FEATURE_STRIDES = (2, 4, 8, 8, 8)
@@ -165,7 +165,7 @@ class Med3DResNet(nn.Module):
         layers: Sequence[int],
         in_channels: int = 1,
         shortcut_type: str = "B",
-        head: str = "none",
+        head: Med3DHead = "none",
         num_classes: int | None = None,
         features_only: bool = False,
         out_indices: Sequence[int] = (0, 1, 2, 3, 4),
@@ -174,8 +174,7 @@ class Med3DResNet(nn.Module):
         super().__init__()
         if shortcut_type not in ("A", "B"):
             raise ValueError(f"unknown shortcut_type {shortcut_type!r}; choose 'A' or 'B'")
-        if head not in _HEADS:
-            raise ValueError(f"unknown head {head!r}; choose one of {_HEADS}")
+        check_option("head", head, Med3DHead)
         if (head == "none") != (num_classes is None):
             raise ValueError(f"head {head!r} needs num_classes {'None' if head == 'none' else '>= 1'}, got {num_classes!r}")
         if features_only and head != "none":
@@ -293,10 +292,10 @@ class Med3DResNet(nn.Module):
 
 def build_med3d_resnet(
     *,
-    depth: int,
+    depth: Med3DDepth,
     in_channels: int = 1,
     num_classes: int | None = None,
-    head: str | None = None,
+    head: Med3DHead | None = None,
     shortcut_type: str | None = None,
     features_only: bool = False,
     out_indices: Sequence[int] = (0, 1, 2, 3, 4),
@@ -322,8 +321,7 @@ def build_med3d_resnet(
     Raises:
         ValueError: unknown depth, shortcut or head, or a head / num_classes combination that does not fit.
     """
-    if isinstance(depth, bool) or depth not in DEPTHS:
-        raise ValueError(f"unknown MedicalNet ResNet depth {depth!r}; choose one of {sorted(DEPTHS)}")
+    check_option("depth", depth, Med3DDepth, label="MedicalNet ResNet depth")
     block, layers, default_shortcut = DEPTHS[depth]
     if shortcut_type is None:
         shortcut_type = default_shortcut
@@ -337,8 +335,6 @@ def build_med3d_resnet(
         raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
     if head is None:
         head = "none" if num_classes is None else "classification"
-    if head not in _HEADS:
-        raise ValueError(f"unknown head {head!r}; choose one of {_HEADS} (or None)")
     model = Med3DResNet(
         block, layers, in_channels=in_channels, shortcut_type=shortcut_type, head=head, num_classes=num_classes,
         features_only=features_only, out_indices=out_indices, dilated=dilated,

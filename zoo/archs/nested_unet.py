@@ -46,6 +46,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..options import DEEP_SUPERVISION_MODES, DeepSupervisionMode, check_option  # noqa: F401 (re-exported)
 from .nnunet_blocks import (
     PlainConvEncoder,
     StackedConvBlocks,
@@ -55,8 +56,6 @@ from .nnunet_blocks import (
     transposed_op,
 )
 
-#: values of ``deep_supervision_mode``
-DEEP_SUPERVISION_MODES = ("multiscale", "top_row")
 
 #: the dotted class path an nnU-Net plan names in ``architecture.network_class_name``
 NNUNET_CLASS_PATH = "zoo.archs.nested_unet.NestedUNet"
@@ -76,10 +75,10 @@ def _check_branch(branch: Any, depth: int) -> int | None:
     return branch
 
 
-def _check_mode(mode: Any) -> str:
-    if mode not in DEEP_SUPERVISION_MODES:
-        raise ValueError(f"deep_supervision_mode must be one of {DEEP_SUPERVISION_MODES}, got {mode!r}")
-    return mode
+def _check_mode(mode: Any) -> DeepSupervisionMode:
+    """The one check of ``deep_supervision_mode``: at construction and in ``forward`` (the attribute may be
+    switched at any time)."""
+    return check_option("deep_supervision_mode", mode, DeepSupervisionMode)
 
 
 class NestedUNetDecoder(nn.Module):
@@ -92,7 +91,7 @@ class NestedUNetDecoder(nn.Module):
 
     def __init__(self, encoder: PlainConvEncoder, num_classes: int, n_conv_per_stage: int | Sequence[int],
                  deep_supervision: bool, nonlin_first: bool = False, branch: int | None = None,
-                 deep_supervision_mode: str = "multiscale") -> None:
+                 deep_supervision_mode: DeepSupervisionMode = "multiscale") -> None:
         super().__init__()
         self.encoder = encoder
         self.num_classes = num_classes
@@ -193,7 +192,7 @@ class NestedUNet(nn.Module):
         deep_supervision: bool = False,
         nonlin_first: bool = False,
         branch: int | None = None,
-        deep_supervision_mode: str = "multiscale",
+        deep_supervision_mode: DeepSupervisionMode = "multiscale",
     ) -> None:
         super().__init__()
         ops = resolve_arch_kwargs(

@@ -16,9 +16,10 @@ an existing output is replaced only with ``--force``.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, get_args
 
 from ..archs.declarations import NNUNET_CLASSES
+from ..options import ChannelMode, KernelCollapse, KernelInflate, WidthMode
 from .commands import add_command
 from .outputs import Target, add_force_option, cache_targets, existing_path, guard_outputs
 
@@ -37,13 +38,13 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("transfer options")
     g.add_argument("--checkpoint", help="local upstream file to use instead of the registry download")
     g.add_argument("--cache-dir", help="one folder for downloads and conversions (default $ZOO_CACHE)")
-    g.add_argument("--channel-mode", default="repeat_scale", choices=["repeat_scale", "mean", "first", "random"],
+    g.add_argument("--channel-mode", default="repeat_scale", choices=list(get_args(ChannelMode)),
                    help="input-channel inflation/reduction (default repeat_scale: k copies reproduce the 1-channel "
                         "response)")
-    g.add_argument("--kernel-collapse", default="sum", choices=["sum", "mean", "center"],
+    g.add_argument("--kernel-collapse", default="sum", choices=list(get_args(KernelCollapse)),
                    help="kernel axis 3 -> 1 (default sum)")
-    g.add_argument("--kernel-inflate", default="center", choices=["center", "i3d"], help="kernel axis 1 -> 3")
-    g.add_argument("--widths", default="skip", choices=["skip", "slice"],
+    g.add_argument("--kernel-inflate", default="center", choices=list(get_args(KernelInflate)), help="kernel axis 1 -> 3")
+    g.add_argument("--widths", default="skip", choices=list(get_args(WidthMode)),
                    help="tensors whose widths differ: skip (default) or copy the leading channels")
     g.add_argument("--heads", action="store_true", help="also transfer segmentation heads when the class count agrees")
     g.add_argument("--no-permute", action="store_true",

@@ -40,9 +40,8 @@ from ..hub.integrity import atomic_path, file_lock, sha256_file
 from ..hub.paths import zoo_cache_dir
 from ..registry import ModelEntry
 from ..state_dict import alias_groups, canonicalize
+from ..options import VerifyMode  # noqa: F401  (re-exported: "auto" | True | False)
 from .formats import Unwrapped, unwrap_checkpoint
-
-VerifyMode = Any  # "auto" | True | False
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,9 @@ def check_cached(directory: Path, verify: VerifyMode = "auto") -> ConvertedCheck
         raise ChecksumError(
             f"the cached conversion {path} is damaged (sha256 {actual[:16]}…, {stamp['file_size']:,} bytes; "
             f"expected {meta['file_sha256'][:16]}…, {meta['file_size']:,} bytes). It has been "
-            "removed; load again to convert the upstream file anew."
+            "removed; load again to convert the upstream file anew.",
+            path=path, expected_sha256=meta["file_sha256"], actual_sha256=actual,
+            expected_size=meta["file_size"], actual_size=stamp["file_size"],
         )
     if not unchanged:  # same bytes, new stamp (copied, touched or restored from a backup): remember it
         meta.update(stamp)
@@ -219,7 +220,8 @@ def validate_against(
             parts.append(f"{len(wrong)} with other shapes (e.g. {wrong[:3]})")
         raise CheckpointFormatError(
             f"checkpoint does not match the {entry.architecture} layout of {entry.name!r}: " + "; ".join(parts)
-            + ". Is it the right file for this model?"
+            + ". Is it the right file for this model?",
+            key=(missing or unexpected or [k for k in sd if k in expected and tuple(sd[k].shape) != shapes[k]])[0],
         )
     return sd
 
@@ -341,4 +343,5 @@ def load_converted(path: Path) -> "dict[str, Tensor]":
     try:
         return load_file(str(path))
     except Exception as err:
-        raise ChecksumError(f"{path} is not a readable safetensors file ({err}); delete it and load again") from None
+        raise ChecksumError(f"{path} is not a readable safetensors file ({err}); delete it and load again",
+                            path=path) from None

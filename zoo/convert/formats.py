@@ -51,13 +51,13 @@ def _tensor_dict(obj: Mapping[str, Any], where: str) -> "OrderedDict[str, Tensor
 
     bad = [k for k, v in obj.items() if not isinstance(v, _T)]
     if bad:
-        raise CheckpointFormatError(f"{where}: entries that are not tensors: {bad[:5]}")
+        raise CheckpointFormatError(f"{where}: entries that are not tensors: {bad[:5]}", path=where, key=str(bad[0]))
     return OrderedDict(obj)
 
 
 def _unwrap(obj: Any, preferred: str, path: str) -> tuple["OrderedDict[str, Tensor]", list[str]]:
     if not isinstance(obj, Mapping):
-        raise CheckpointFormatError(f"{path}: expected a dict, found {type(obj).__name__}")
+        raise CheckpointFormatError(f"{path}: expected a dict, found {type(obj).__name__}", path=path)
     if preferred in obj and isinstance(obj[preferred], Mapping):
         dropped = [k for k in obj if k != preferred]
         return _tensor_dict(obj[preferred], f"{path}['{preferred}']"), dropped
@@ -91,7 +91,7 @@ def load_safetensors(path: Path) -> "dict[str, Tensor]":
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:  # noqa: BLE001 -- SafetensorError, and a Rust panic (a BaseException)
-        raise CheckpointFormatError(f"{path} is not a valid safetensors file: {err}") from None
+        raise CheckpointFormatError(f"{path} is not a valid safetensors file: {err}", path=path) from None
 
 
 def _unwrap_timm(path: Path) -> Unwrapped:
@@ -148,7 +148,7 @@ def _unwrap_nnunet_v1(obj: Any, path: Path) -> Unwrapped:
     sd, dropped = _unwrap(obj, "state_dict", str(path))
     sd = strip_wrappers(sd)
     if not is_nnunet_v1(sd):
-        raise CheckpointFormatError(f"{path} has no nnU-Net v1 keys (conv_blocks_context.*)")
+        raise CheckpointFormatError(f"{path} has no nnU-Net v1 keys (conv_blocks_context.*)", path=path)
     return Unwrapped(convert_nnunet_v1(sd), dropped)
 
 
@@ -159,7 +159,7 @@ def _unwrap_suprem(obj: Any, path: Path) -> Unwrapped:
     # the universal model's own head replaces the UNet3D head: drop out_tr like SuPreM's loader does
     keep = [k for k in sd if k.startswith(prefix) and not k.startswith(prefix + "out_tr.")]
     if not keep:
-        raise CheckpointFormatError(f"{path} has no '{prefix}*' keys; is it a SuPreM U-Net checkpoint?")
+        raise CheckpointFormatError(f"{path} has no '{prefix}*' keys; is it a SuPreM U-Net checkpoint?", path=path)
     backbone = OrderedDict((k, sd[k]) for k in keep)
     others = [k for k in sd if k not in backbone]
     return Unwrapped(strip_prefix(backbone, prefix), dropped, others)

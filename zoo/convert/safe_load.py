@@ -18,6 +18,7 @@ import contextvars
 import functools
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,7 +48,8 @@ def _refuse_numpy(what: str, nbytes: int) -> None:
     if nbytes > budget.limit:
         raise CheckpointFormatError(
             f"refused {budget.path}: {what} claims {nbytes:,} bytes but the file is only {budget.limit:,} bytes; "
-            "it is corrupt or crafted. Delete it and download it again."
+            "it is corrupt or crafted. Delete it and download it again.",
+            path=budget.path,
         )
 
 
@@ -57,7 +59,8 @@ def _bounded_reconstruct(original: Callable[..., Any]) -> Callable[..., Any]:
 
     def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
         if subtype is not np.ndarray:
-            raise CheckpointFormatError(f"refused {_BUDGET.get().path}: it rebuilds a numpy {subtype!r}, not an ndarray")
+            raise CheckpointFormatError(f"refused {_BUDGET.get().path}: it rebuilds a numpy {subtype!r}, not an ndarray",
+                                        path=_BUDGET.get().path)
         dims = (shape,) if isinstance(shape, int) else tuple(shape)
         limit = _BUDGET.get().limit
         _refuse_numpy(f"a numpy array of shape {dims}", bounded_product(dims, limit) * np.dtype(dtype).itemsize)
@@ -72,7 +75,8 @@ def _bounded_scalar(original: Callable[..., Any]) -> Callable[..., Any]:
 
     def scalar(dtype: Any, *args: Any) -> Any:
         if not isinstance(dtype, np.dtype):
-            raise CheckpointFormatError(f"refused {_BUDGET.get().path}: a numpy scalar without a dtype")
+            raise CheckpointFormatError(f"refused {_BUDGET.get().path}: a numpy scalar without a dtype",
+                                        path=_BUDGET.get().path)
         _refuse_numpy(f"a numpy scalar of dtype {dtype}", dtype.itemsize)
         return original(dtype, *args)
 
@@ -121,36 +125,44 @@ def _file_size(path: Path) -> int:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise CheckpointFormatError(f"{path} does not exist") from None
+        raise CheckpointFormatError(f"{path} does not exist", path=path) from None
     except OSError as err:
-        raise CheckpointFormatError(f"{path} cannot be read ({err.strerror or err})") from None
+        raise CheckpointFormatError(f"{path} cannot be read ({err.strerror or err})", path=path) from None
     if path.is_dir():
-        raise CheckpointFormatError(f"{path} is a directory, not a checkpoint file; pass the file inside it")
+        raise CheckpointFormatError(f"{path} is a directory, not a checkpoint file; pass the file inside it", path=path)
     if stat.st_size == 0:
-        raise CheckpointFormatError(f"{path} is empty (0 bytes), not a checkpoint; delete it and download it again")
+        raise CheckpointFormatError(f"{path} is empty (0 bytes), not a checkpoint; delete it and download it again",
+                                    path=path)
     return stat.st_size
 
 
 def _unsafe(path: str, reason: str) -> UnsafeCheckpointError:
+    named = _GLOBAL_IN_REASON.search(reason)  # "GLOBAL os.system" (the scanner's and torch's wording)
     return UnsafeCheckpointError(
         f"refused to unpickle {path}: it references objects other than tensors and plain containers, "
         f"which could execute code ({reason}). "
         "Nothing in it was run. If the file is from a source you trust, load it in an isolated "
-        "environment and re-save only its tensors with safetensors, then pass that file instead."
+        "environment and re-save only its tensors with safetensors, then pass that file instead.",
+        path=path, global_name=named.group(1) if named else None,
     )
+
+
+_GLOBAL_IN_REASON = re.compile(r"\b(?:STACK_GLOBAL|GLOBAL|INST) ([A-Za-z_][\w.]*[\w])")
 
 
 def _malformed(path: str, reason: str) -> CheckpointFormatError:
     return CheckpointFormatError(
         f"{path} is not a readable torch checkpoint: {reason}. Nothing in it was loaded or run. "
-        "If it was downloaded it may be truncated or damaged: delete it and download it again."
+        "If it was downloaded it may be truncated or damaged: delete it and download it again.",
+        path=path,
     )
 
 
 def _oversized(path: str, reason: str, size: int) -> CheckpointFormatError:
     return CheckpointFormatError(
         f"refused {path}: {reason} but the file is only {size:,} bytes. It is corrupt or crafted; nothing in it "
-        "was allocated or run. Delete it and download it again from its source."
+        "was allocated or run. Delete it and download it again from its source.",
+        path=path,
     )
 
 
@@ -171,7 +183,7 @@ def check_torch_file(path: str | os.PathLike) -> int:
     except MalformedPickle as err:
         raise _malformed(str(file), str(err)) from None
     except OSError as err:
-        raise CheckpointFormatError(f"{file} cannot be read ({err.strerror or err})") from None
+        raise CheckpointFormatError(f"{file} cannot be read ({err.strerror or err})", path=file) from None
     return size
 
 

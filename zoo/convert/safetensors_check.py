@@ -26,7 +26,11 @@ DTYPE_BITS = {
 
 
 class _HeaderError(ValueError):
-    """One reason the header is not valid."""
+    """One reason the header is not valid; ``key`` is the tensor it names, if any."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def check_safetensors_file(path: str | os.PathLike) -> None:
@@ -41,12 +45,13 @@ def check_safetensors_file(path: str | os.PathLike) -> None:
             header = _read_header(fh, size)
         _check_tensors(header, size - 8 - len(header.raw))
     except FileNotFoundError:
-        raise CheckpointFormatError(f"{file} does not exist") from None
+        raise CheckpointFormatError(f"{file} does not exist", path=file) from None
     except OSError as err:
-        raise CheckpointFormatError(f"{file} cannot be read ({err.strerror or err})") from None
+        raise CheckpointFormatError(f"{file} cannot be read ({err.strerror or err})", path=file) from None
     except _HeaderError as err:
         raise CheckpointFormatError(
-            f"{file} is not a valid safetensors file: {err}. Delete it and download or convert it again."
+            f"{file} is not a valid safetensors file: {err}. Delete it and download or convert it again.",
+            path=file, key=err.key,
         ) from None
 
 
@@ -92,7 +97,7 @@ def _check_tensors(header: dict[str, Any], data_size: int) -> None:
     position = 0
     for begin, end, name in ranges:
         if begin != position:
-            raise _HeaderError(f"tensor {name!r} starts at byte {begin:,} of the data, expected {position:,}")
+            raise _HeaderError(f"tensor {name!r} starts at byte {begin:,} of the data, expected {position:,}", key=name)
         position = end
     if position != data_size:
         raise _HeaderError(f"its tensors cover {position:,} bytes of data but the file holds {data_size:,}")
@@ -101,24 +106,24 @@ def _check_tensors(header: dict[str, Any], data_size: int) -> None:
 def _tensor_range(name: str, info: Any, data_size: int) -> tuple[int, int, str]:
     """``(begin, end, name)`` of one tensor, after checking its dtype, shape and offsets."""
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise _HeaderError(f"tensor {name!r} is not described by exactly dtype, shape and data_offsets")
+        raise _HeaderError(f"tensor {name!r} is not described by exactly dtype, shape and data_offsets", key=name)
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if dtype not in DTYPE_BITS:
-        raise _HeaderError(f"tensor {name!r} has the unknown dtype {str(dtype)[:20]!r}")
+        raise _HeaderError(f"tensor {name!r} has the unknown dtype {str(dtype)[:20]!r}", key=name)
     if not isinstance(shape, list) or not all(_size(d) for d in shape):
-        raise _HeaderError(f"tensor {name!r} has a shape that is not a list of sizes")
+        raise _HeaderError(f"tensor {name!r} has a shape that is not a list of sizes", key=name)
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_size(o) for o in offsets)):
-        raise _HeaderError(f"tensor {name!r} has data_offsets that are not two sizes")
+        raise _HeaderError(f"tensor {name!r} has data_offsets that are not two sizes", key=name)
     begin, end = offsets
     if not begin <= end <= data_size:
-        raise _HeaderError(f"tensor {name!r} has data_offsets {offsets} outside the {data_size:,} bytes of data")
+        raise _HeaderError(f"tensor {name!r} has data_offsets {offsets} outside the {data_size:,} bytes of data", key=name)
     bits = 0 if 0 in shape else DTYPE_BITS[dtype]
     for d in shape:  # stop as soon as the claim exceeds the data (a huge shape costs nothing to check)
         bits *= d
         if bits > 8 * data_size:
-            raise _HeaderError(f"tensor {name!r} of shape {shape[:8]} claims more than the {data_size:,} bytes of data")
+            raise _HeaderError(f"tensor {name!r} of shape {shape[:8]} claims more than the {data_size:,} bytes of data", key=name)
     if bits % 8 or bits // 8 != end - begin:
-        raise _HeaderError(f"tensor {name!r}: {dtype} of shape {shape[:8]} does not fill data_offsets {offsets}")
+        raise _HeaderError(f"tensor {name!r}: {dtype} of shape {shape[:8]} does not fill data_offsets {offsets}", key=name)
     return begin, end, name
 
 

@@ -61,7 +61,8 @@ def fetch_checkpoint(
         path = ASSETS / source.package_file
         if not path.is_file():
             raise WeightsNotAvailableError(
-                f"{label} should ship with the package at {path} but is missing; reinstall medzoo"
+                f"{label} should ship with the package at {path} but is missing; reinstall medzoo",
+                name=name or source.filename, reason="missing from the package",
             )
         digest = verify_file(path, sha256=source.sha256, size=source.size, what=label)
         return FetchedFile(path, digest, "package", "registry sha256")
@@ -71,7 +72,7 @@ def fetch_checkpoint(
         fetched = _from_mirror(source, root, label, progress)
         if fetched is not None:
             return fetched
-    return _from_hub(source, label, root, cache_dir, force_download, progress)
+    return _from_hub(source, label, root, cache_dir, force_download, progress, name=name)
 
 
 def mirror_manifest_sha256(root: Path, source: CheckpointSource) -> str | None:
@@ -82,7 +83,7 @@ def mirror_manifest_sha256(root: Path, source: CheckpointSource) -> str | None:
     try:
         files = json.loads(manifest.read_text()).get("files", {})
     except (OSError, ValueError) as err:
-        raise ChecksumError(f"mirror manifest {manifest} is unreadable: {err}") from err
+        raise ChecksumError(f"mirror manifest {manifest} is unreadable: {err}", path=manifest) from err
     record = files.get(f"{source.repo_id}/{source.filename}")
     return record.get("sha256") if isinstance(record, dict) else None
 
@@ -95,7 +96,8 @@ def _from_mirror(source: CheckpointSource, root: Path, label: str, progress: boo
     if expected is None:
         raise ChecksumError(
             f"{label} found in the mirror at {path}, but neither the registry nor {root / 'manifest.json'} "
-            "records its sha256, so it cannot be verified; re-create the mirror with `zoo mirror export`"
+            "records its sha256, so it cannot be verified; re-create the mirror with `zoo mirror export`",
+            path=path, expected_size=source.size,
         )
     digest = verify_file(path, sha256=expected, size=source.size, what=f"mirrored {label}", progress=progress)
     how = "registry sha256" if source.sha256 else "mirror manifest sha256"
@@ -211,6 +213,7 @@ def _from_hub(
     cache_dir: str | os.PathLike | None,
     force_download: bool,
     progress: bool,
+    name: str = "",
 ) -> FetchedFile:
     import huggingface_hub
 
@@ -218,7 +221,11 @@ def _from_hub(
     url = huggingface_hub.hf_hub_url(source.repo_id, source.filename, revision=source.revision)
 
     def miss(reason: str, offline_hint: bool) -> WeightsNotAvailableError:
-        return WeightsNotAvailableError(_miss_message(source, label, mirror_root, reason, url, offline_hint))
+        return WeightsNotAvailableError(
+            _miss_message(source, label, mirror_root, reason, url, offline_hint),
+            name=name or source.filename, url=url, reason=reason,
+            mirror_path=(mirror_root or Path("$ZOO_MIRROR")) / source.repo_id / source.filename,
+        )
 
     def download(force: bool) -> Path:
         offline = _hub_offline()
@@ -271,7 +278,8 @@ def _verify_hub_file(source: CheckpointSource, path: Path, label: str, progress:
         digest = verify_file(path, sha256=etag, size=source.size, what=label, progress=progress)
         return FetchedFile(path, digest, "hub", "Hub LFS sha256 (blob name)")
     if source.size is not None and path.stat().st_size != source.size:
-        raise ChecksumError(f"{label} at {path} has {path.stat().st_size:,} bytes, expected {source.size:,}")
+        raise ChecksumError(f"{label} at {path} has {path.stat().st_size:,} bytes, expected {source.size:,}",
+                            path=path, expected_size=source.size, actual_size=path.stat().st_size)
     return FetchedFile(path, sha256_file(path), "hub", "unverified: no sha256 known and not an LFS file")
 
 

@@ -52,11 +52,14 @@ def verify_file(
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         raise ChecksumError(
-            f"{what} {path} has {actual_size:,} bytes, expected {size:,} (truncated or wrong file)"
+            f"{what} {path} has {actual_size:,} bytes, expected {size:,} (truncated or wrong file)",
+            path=path, expected_sha256=sha256, expected_size=size, actual_size=actual_size,
         )
     actual = sha256_file(path, progress=progress)
     if sha256 is not None and actual != sha256:
-        raise ChecksumError(f"{what} {path} has sha256 {actual}, expected {sha256} (corrupt or tampered)")
+        raise ChecksumError(f"{what} {path} has sha256 {actual}, expected {sha256} (corrupt or tampered)",
+                            path=path, expected_sha256=sha256, actual_sha256=actual,
+                            expected_size=size, actual_size=actual_size)
     return actual
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ZooError
+from ..options import IntensityScheme, check_option
 from .readers import Volume, normalize_modality
 
 __all__ = [
@@ -171,7 +172,7 @@ CT_SCHEMES = frozenset({"genesis_ct", "nnunet_ct"})
 MR_SCHEMES = frozenset({"genesis_mr"})
 
 
-def normalize(volume: Volume, scheme: str, **kwargs) -> Volume:
+def normalize(volume: Volume, scheme: IntensityScheme, **kwargs) -> Volume:
     """Apply an intensity scheme to ``volume`` and return a new float32 :class:`Volume`.
 
     ``scheme``: ``"genesis_ct"``, ``"nnunet_ct"`` (needs ``mean, std, p005, p995``), ``"zscore"`` (optional
@@ -180,8 +181,7 @@ def normalize(volume: Volume, scheme: str, **kwargs) -> Volume:
     a known non-MR volume. With an unknown modality a CT scheme runs, with a warning when no value is
     negative (HU data always has air below 0). Channel-first volumes are normalised channel by channel.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown intensity scheme {scheme!r}; choose one of {sorted(SCHEMES)}")
+    check_option("scheme", scheme, IntensityScheme, label="intensity scheme")
     modality = normalize_modality(volume.modality)
     if scheme in CT_SCHEMES and modality not in (None, "CT"):
         raise ModalityError(f"{volume.name}: intensity scheme {scheme!r} expects CT in Hounsfield units, but the "

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..archs.declarations import NNUNET_CLASSES
+from ..errors import InvalidOptionError
+from ..options import check_option
 from .plans import (
     DNA_CLASSES,
     LEGACY_KEYS,
@@ -41,6 +43,12 @@ from .plans import (
 
 #: ``arch`` choices of :func:`rewrite_plan` -> medzoo architecture (each declaration's ``nnunet.plan_choice``)
 ARCH_CHOICES = {a.nnunet.plan_choice: a.name for a in NNUNET_CLASSES if a.nnunet.plan_choice is not None}
+
+
+class InvalidPlanOption(InvalidOptionError, PlanError):
+    """An ``arch`` outside :data:`ARCH_CHOICES`: an :class:`InvalidOptionError` that is also a :class:`PlanError`."""
+
+
 #: arch_kwargs only NestedUNet takes (dropped when going back to PlainConvUNet)
 _NESTED_ONLY = ("branch", "deep_supervision_mode")
 
@@ -74,8 +82,8 @@ def rewrite_plan(
     from ..adapt.initialise import check_nnunet_keys
     from ..weights import resolve_entry
 
-    if arch is not None and arch not in ARCH_CHOICES:
-        raise PlanError(f"unknown arch {arch!r}; choose one of {sorted(ARCH_CHOICES)}")
+    if arch is not None:
+        check_option("arch", arch, tuple(sorted(ARCH_CHOICES)), error=InvalidPlanOption)
     if model is None:
         if arch is None:
             raise PlanError("give a model (its topology replaces the plan's) or arch='unetpp' / 'unet' (keeps the "

@@ -24,8 +24,9 @@ import os
 from typing import Any, Mapping, NamedTuple
 
 from ..archs.declarations import NNUNET_CLASSES
-from ..errors import ZooError
+from ..errors import PlanError  # noqa: F401 -- defined in zoo.errors; re-exported here, where it lived
 from ..json_file import read_json_object
+from ..options import DEEP_SUPERVISION_MODES
 
 #: ``network_class_name`` nnU-Net resolves (``pydoc.locate``) for each medzoo architecture of the U-Net family
 #: (:data:`zoo.archs.declarations.NNUNET_CLASSES`); NestedUNet (UNet++) is medzoo's own class, so nnU-Net's
@@ -43,10 +44,6 @@ LEGACY_KEYS = ("UNet_class_name", "UNet_base_num_features", "unet_max_num_featur
 
 #: nnU-Net's axis letters of a raw image array (SimpleITK and NibabelIO both give z, y, x)
 RAW_AXIS_ORDER = "zyx"
-
-
-class PlanError(ZooError, ValueError):
-    """A plans file, configuration or dataset.json that cannot describe an nnU-Net network."""
 
 
 class PlanArchitecture(NamedTuple):
@@ -81,14 +78,17 @@ def load_plans(plans: Any) -> dict:
     value = _read_json(plans, "plans")
     configs = value.get("configurations")
     if not isinstance(configs, dict) or not configs:
-        raise PlanError("plans: 'configurations' must be a non-empty object of configuration name -> settings")
+        raise PlanError("plans: 'configurations' must be a non-empty object of configuration name -> settings",
+                        key="configurations")
     for name, conf in configs.items():
         if not isinstance(conf, dict):
-            raise PlanError(f"plans: configuration {name!r} must be an object, got {type(conf).__name__}")
+            raise PlanError(f"plans: configuration {name!r} must be an object, got {type(conf).__name__}",
+                            key=f"configurations.{name}")
     tf = value.get("transpose_forward", [0, 1, 2])
     if not (isinstance(tf, list) and sorted(x for x in tf if isinstance(x, int) and not isinstance(x, bool)) == [0, 1, 2]
             and len(tf) == 3):
-        raise PlanError(f"plans: 'transpose_forward' must be a permutation of [0, 1, 2], got {tf!r}")
+        raise PlanError(f"plans: 'transpose_forward' must be a permutation of [0, 1, 2], got {tf!r}",
+                        key="transpose_forward")
     return value
 
 
@@ -101,7 +101,7 @@ def load_dataset_json(dataset_json: Any) -> dict:
                         "{\"0\": \"CT\", ...}")
     labels = value.get("labels")
     if not isinstance(labels, dict) or not labels:
-        raise PlanError("dataset.json: 'labels' must be a non-empty object {\"background\": 0, ...}")
+        raise PlanError("dataset.json: 'labels' must be a non-empty object {\"background\": 0, ...}", key="labels")
     if "background" not in labels or labels["background"] != 0 or isinstance(labels["background"], bool):
         raise PlanError(f"dataset.json: 'labels' must declare \"background\": 0, got {labels.get('background')!r}")
     for name, val in labels.items():
@@ -176,14 +176,15 @@ def resolve_configuration(plans: Mapping[str, Any], configuration: str) -> dict:
     """The configuration dict with ``inherits_from`` resolved (shallow update on the parent, as nnU-Net)."""
     configs = plans["configurations"]
     if configuration not in configs:
-        raise PlanError(f"unknown configuration {configuration!r}; the plans have {list(configs)}")
+        raise PlanError(f"unknown configuration {configuration!r}; the plans have {list(configs)}",
+                        key=configuration)
     chain = [configuration]
     conf = configs[configuration]
     while "inherits_from" in conf:
         parent = conf["inherits_from"]
         if not isinstance(parent, str) or parent not in configs:
             raise PlanError(f"{_where(chain[-1], 'inherits_from')} names {parent!r}, which is not a configuration "
-                            f"of these plans ({list(configs)})")
+                            f"of these plans ({list(configs)})", key=_where(chain[-1], 'inherits_from'))
         if parent in chain:
             raise PlanError(f"circular inheritance between configurations: {' -> '.join(chain + [parent])}")
         chain.append(parent)
@@ -199,21 +200,21 @@ def _legacy_architecture(conf: Mapping[str, Any], configuration: str) -> dict:
     for key in ("UNet_class_name", "UNet_base_num_features", "unet_max_num_features", "n_conv_per_stage_encoder",
                 "n_conv_per_stage_decoder", "pool_op_kernel_sizes", "conv_kernel_sizes", "patch_size"):
         if key not in conf:
-            raise PlanError(f"{_where(configuration, key)} is missing (legacy plans format without 'architecture')")
+            raise PlanError(f"{_where(configuration, key)} is missing (legacy plans format without 'architecture')", key=_where(configuration, key))
     cls = conf["UNet_class_name"]
     if cls not in _LEGACY_CLASSES:
         raise PlanError(f"{_where(configuration, 'UNet_class_name')} = {cls!r}; the legacy format knows "
-                        "PlainConvUNet and ResidualEncoderUNet")
+                        "PlainConvUNet and ResidualEncoderUNet", key=_where(configuration, 'UNet_class_name'))
     enc = conf["n_conv_per_stage_encoder"]
     if not isinstance(enc, list) or not enc:
-        raise PlanError(f"{_where(configuration, 'n_conv_per_stage_encoder')} must be a non-empty list, got {enc!r}")
+        raise PlanError(f"{_where(configuration, 'n_conv_per_stage_encoder')} must be a non-empty list, got {enc!r}", key=_where(configuration, 'n_conv_per_stage_encoder'))
     patch = conf["patch_size"]
     if not isinstance(patch, list) or len(patch) not in (2, 3):
-        raise PlanError(f"{_where(configuration, 'patch_size')} must list 2 or 3 sizes, got {patch!r}")
+        raise PlanError(f"{_where(configuration, 'patch_size')} must list 2 or 3 sizes, got {patch!r}", key=_where(configuration, 'patch_size'))
     base, cap = conf["UNet_base_num_features"], conf["unet_max_num_features"]
     for key, val in (("UNet_base_num_features", base), ("unet_max_num_features", cap)):
         if not _is_int(val) or val < 1:
-            raise PlanError(f"{_where(configuration, key)} must be a positive integer, got {val!r}")
+            raise PlanError(f"{_where(configuration, key)} must be a positive integer, got {val!r}", key=_where(configuration, key))
     dims = len(patch)
     n = len(enc)
     return {
@@ -249,24 +250,24 @@ def configuration_architecture(plans: Mapping[str, Any], configuration: str) -> 
         return _legacy_architecture(conf, configuration)
     arch = conf["architecture"]
     if not isinstance(arch, dict):
-        raise PlanError(f"{_where(configuration, 'architecture')} must be an object, got {type(arch).__name__}")
+        raise PlanError(f"{_where(configuration, 'architecture')} must be an object, got {type(arch).__name__}", key=_where(configuration, 'architecture'))
     for key in ("network_class_name", "arch_kwargs"):
         if key not in arch:
-            raise PlanError(f"{_where(configuration, 'architecture.' + key)} is missing")
+            raise PlanError(f"{_where(configuration, 'architecture.' + key)} is missing", key=_where(configuration, 'architecture.' + key))
     if not isinstance(arch["network_class_name"], str):
-        raise PlanError(f"{_where(configuration, 'architecture.network_class_name')} must be a string")
+        raise PlanError(f"{_where(configuration, 'architecture.network_class_name')} must be a string", key=_where(configuration, 'architecture.network_class_name'))
     if not isinstance(arch["arch_kwargs"], dict):
-        raise PlanError(f"{_where(configuration, 'architecture.arch_kwargs')} must be an object")
+        raise PlanError(f"{_where(configuration, 'architecture.arch_kwargs')} must be an object", key=_where(configuration, 'architecture.arch_kwargs'))
     out = copy.deepcopy(arch)
     out.setdefault("_kw_requires_import", ["conv_op", "norm_op", "dropout_op", "nonlin"])
     req = out["_kw_requires_import"]
     if not isinstance(req, list) or not all(isinstance(k, str) for k in req):
         raise PlanError(f"{_where(configuration, 'architecture._kw_requires_import')} must be a list of argument "
-                        f"names, got {req!r}")
+                        f"names, got {req!r}", key=_where(configuration, 'architecture._kw_requires_import'))
     missing = [k for k in req if k not in out["arch_kwargs"]]
     if missing:
         raise PlanError(f"{_where(configuration, 'architecture.arch_kwargs.' + missing[0])} is missing (listed in "
-                        "_kw_requires_import; nnU-Net looks it up)")
+                        "_kw_requires_import; nnU-Net looks it up)", key=_where(configuration, 'architecture.arch_kwargs.' + missing[0]))
     return out
 
 
@@ -276,21 +277,22 @@ def arch_name(network_class_name: str, configuration: str | None = None) -> str:
     if short not in _CLASS_TO_ARCH:
         raise PlanError(
             f"{_where(configuration, 'architecture.network_class_name')} = {network_class_name!r}: medzoo adapts "
-            "weights into PlainConvUNet and ResidualEncoderUNet plans (and medzoo's NestedUNet, UNet++) only"
+            "weights into PlainConvUNet and ResidualEncoderUNet plans (and medzoo's NestedUNet, UNet++) only",
+            key=_where(configuration, 'architecture.network_class_name'),
         )
     return _CLASS_TO_ARCH[short]
 
 
 def _check_int(value: Any, where: str, minimum: int = 1) -> int:
     if not _is_int(value) or value < minimum:
-        raise PlanError(f"{where} must be an integer >= {minimum}, got {value!r}")
+        raise PlanError(f"{where} must be an integer >= {minimum}, got {value!r}", key=where)
     return value
 
 
 def _per_stage(value: Any, n: int, where: str) -> list:
     if isinstance(value, list):
         if len(value) != n:
-            raise PlanError(f"{where} must have {n} entries (one per stage), got {len(value)}: {value!r}")
+            raise PlanError(f"{where} must have {n} entries (one per stage), got {len(value)}: {value!r}", key=where)
         return value
     return [value] * n
 
@@ -298,9 +300,9 @@ def _per_stage(value: Any, n: int, where: str) -> list:
 def _axis_list(value: Any, dims: int, where: str, odd: bool) -> list[int]:
     vals = [value] * dims if _is_int(value) else value
     if not isinstance(vals, list) or len(vals) != dims or not all(_is_int(v) and v >= 1 for v in vals):
-        raise PlanError(f"{where} must be {dims} positive integers (one per spatial axis), got {value!r}")
+        raise PlanError(f"{where} must be {dims} positive integers (one per spatial axis), got {value!r}", key=where)
     if odd and any(v % 2 == 0 for v in vals):
-        raise PlanError(f"{where} must be odd (nnU-Net pads (k - 1) // 2), got {value!r}")
+        raise PlanError(f"{where} must be odd (nnU-Net pads (k - 1) // 2), got {value!r}", key=where)
     return list(vals)
 
 
@@ -311,11 +313,11 @@ def _plan_op(value: Any, role: str, where: str) -> Any:
     from ..archs.ops import resolve_op
 
     if not isinstance(value, (str, type(None))):
-        raise PlanError(f"{where} must be a dotted class path (e.g. 'torch.nn.LeakyReLU'), got {value!r}")
+        raise PlanError(f"{where} must be a dotted class path (e.g. 'torch.nn.LeakyReLU'), got {value!r}", key=where)
     try:
         return resolve_op(value, role, where)
     except ArchitectureSpecError as err:
-        raise PlanError(str(err)) from None
+        raise PlanError(str(err), key=err.key) from None
 
 
 def _check_sizes(arch: str, kwargs: Mapping[str, Any], configuration: str | None, patch_size: Any) -> None:
@@ -330,7 +332,7 @@ def _check_sizes(arch: str, kwargs: Mapping[str, Any], configuration: str | None
                            name_of=lambda key: _where(configuration, f"architecture.arch_kwargs.{key}"),
                            patch_key=_where(configuration, "patch_size"))
     except ArchitectureSpecError as err:
-        raise PlanError(str(err)) from None
+        raise PlanError(str(err), key=err.key) from None
 
 
 def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str | None = None,
@@ -343,20 +345,20 @@ def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str |
     w = lambda key: _where(configuration, f"architecture.arch_kwargs.{key}")  # noqa: E731
     unknown = sorted(set(kwargs) - _ALLOWED_KWARGS[arch])
     if unknown:
-        raise PlanError(f"{w(unknown[0])} is not an argument of {arch} (unknown keys: {unknown})")
+        raise PlanError(f"{w(unknown[0])} is not an argument of {arch} (unknown keys: {unknown})", key=w(unknown[0]))
     for key in _REQUIRED_KWARGS[arch]:
         if key not in kwargs:
-            raise PlanError(f"{w(key)} is missing")
+            raise PlanError(f"{w(key)} is missing", key=w(key))
     n = _check_int(kwargs["n_stages"], w("n_stages"), minimum=2)
     if n > MAX_STAGES:
-        raise PlanError(f"{w('n_stages')} = {n} is above the limit of {MAX_STAGES} stages (zoo.archs.limits)")
+        raise PlanError(f"{w('n_stages')} = {n} is above the limit of {MAX_STAGES} stages (zoo.archs.limits)", key=w('n_stages'))
     conv = _plan_op(kwargs["conv_op"], "conv_op", w("conv_op"))
     if conv is nn.Conv3d:
         dims = 3
     elif conv is nn.Conv2d:
         dims = 2
     else:
-        raise PlanError(f"{w('conv_op')} must be Conv2d or Conv3d, got {kwargs['conv_op']!r}")
+        raise PlanError(f"{w('conv_op')} must be Conv2d or Conv3d, got {kwargs['conv_op']!r}", key=w('conv_op'))
     for i, f in enumerate(_per_stage(kwargs["features_per_stage"], n, w("features_per_stage"))):
         _check_int(f, f"{w('features_per_stage')}[{i}]")
     for i, k in enumerate(_per_stage(kwargs["kernel_sizes"], n, w("kernel_sizes"))):
@@ -369,9 +371,9 @@ def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str |
     for i, c in enumerate(_per_stage(kwargs["n_conv_per_stage_decoder"], n - 1, w("n_conv_per_stage_decoder"))):
         _check_int(c, f"{w('n_conv_per_stage_decoder')}[{i}]")
     if "conv_bias" in kwargs and not isinstance(kwargs["conv_bias"], bool):
-        raise PlanError(f"{w('conv_bias')} must be true or false, got {kwargs['conv_bias']!r}")
+        raise PlanError(f"{w('conv_bias')} must be true or false, got {kwargs['conv_bias']!r}", key=w('conv_bias'))
     if "nonlin_first" in kwargs and not isinstance(kwargs["nonlin_first"], bool):
-        raise PlanError(f"{w('nonlin_first')} must be true or false, got {kwargs['nonlin_first']!r}")
+        raise PlanError(f"{w('nonlin_first')} must be true or false, got {kwargs['nonlin_first']!r}", key=w('nonlin_first'))
     for op in ("norm_op", "dropout_op", "nonlin"):
         if op in kwargs:
             _plan_op(kwargs[op], op, w(op))
@@ -379,40 +381,40 @@ def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str |
         if opkw in kwargs and kwargs[opkw] is not None and not (
             isinstance(kwargs[opkw], dict) and all(isinstance(k, str) for k in kwargs[opkw])
         ):
-            raise PlanError(f"{w(opkw)} must be an object of keyword arguments or null, got {kwargs[opkw]!r}")
+            raise PlanError(f"{w(opkw)} must be an object of keyword arguments or null, got {kwargs[opkw]!r}", key=w(opkw))
     if arch == "nested_unet":
         branch = kwargs.get("branch")
         if branch is not None and not (_is_int(branch) and 1 <= branch <= n - 1):
             raise PlanError(f"{w('branch')} must be null or an integer 1..{n - 1} (the UNet++ sub-network), "
-                            f"got {branch!r}")
+                            f"got {branch!r}", key=w('branch'))
         mode = kwargs.get("deep_supervision_mode", "multiscale")
-        if mode not in ("multiscale", "top_row"):
-            raise PlanError(f"{w('deep_supervision_mode')} must be 'multiscale' or 'top_row', got {mode!r}")
+        if mode not in DEEP_SUPERVISION_MODES:  # plan-file validation: its own message, naming the plan key
+            raise PlanError(f"{w('deep_supervision_mode')} must be 'multiscale' or 'top_row', got {mode!r}", key=w('deep_supervision_mode'))
     if arch == "residual_encoder_unet":
         if kwargs.get("block") not in (None, "BasicBlockD", "BottleneckD") and not (
             isinstance(kwargs.get("block"), str) and kwargs["block"].rsplit(".", 1)[-1] in ("BasicBlockD", "BottleneckD")
         ):
-            raise PlanError(f"{w('block')} must be BasicBlockD or BottleneckD, got {kwargs.get('block')!r}")
+            raise PlanError(f"{w('block')} must be BasicBlockD or BottleneckD, got {kwargs.get('block')!r}", key=w('block'))
         if kwargs.get("stem_channels") is not None:
             _check_int(kwargs["stem_channels"], w("stem_channels"))
         if kwargs.get("bottleneck_channels") is not None:
             for i, c in enumerate(_per_stage(kwargs["bottleneck_channels"], n, w("bottleneck_channels"))):
                 _check_int(c, f"{w('bottleneck_channels')}[{i}]")
         if str(kwargs.get("block", "")).endswith("BottleneckD") and kwargs.get("bottleneck_channels") is None:
-            raise PlanError(f"{w('bottleneck_channels')} is required with block BottleneckD")
+            raise PlanError(f"{w('bottleneck_channels')} is required with block BottleneckD", key=w('bottleneck_channels'))
     if patch_size is not None:
         where = _where(configuration, "patch_size")
         if not isinstance(patch_size, list) or len(patch_size) != dims or not all(
             _is_int(p) and p >= 1 for p in patch_size
         ):
-            raise PlanError(f"{where} must be {dims} positive integers, got {patch_size!r}")
+            raise PlanError(f"{where} must be {dims} positive integers, got {patch_size!r}", key=where)
         total = [1] * dims
         for s in strides:
             total = [t * v for t, v in zip(total, s)]
         bad = [a for a in range(dims) if patch_size[a] % total[a]]
         if bad:
             raise PlanError(f"{where} {patch_size} is not divisible by the product of the strides {total} "
-                            f"along axis {bad[0]}; nnU-Net's skips would not line up")
+                            f"along axis {bad[0]}; nnU-Net's skips would not line up", key=where)
     _check_sizes(arch, kwargs, configuration, patch_size)
     return dims
 
@@ -446,7 +448,7 @@ def arch_for_configuration(
     check_arch_kwargs(arch, kwargs, configuration, conf.get("patch_size"))
     schemes = conf.get("normalization_schemes")
     if schemes is not None and not isinstance(schemes, list):
-        raise PlanError(f"{_where(configuration, 'normalization_schemes')} must be a list, got {schemes!r}")
+        raise PlanError(f"{_where(configuration, 'normalization_schemes')} must be a list, got {schemes!r}", key=_where(configuration, 'normalization_schemes'))
     channels = classes = None
     if dataset_json is not None:
         ds = load_dataset_json(dataset_json)
