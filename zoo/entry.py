@@ -9,6 +9,7 @@ collects them into the table behind ``zoo.list_models`` / ``zoo.get_entry`` and 
 | :class:`CheckpointSource` | where the upstream checkpoint lives, its :data:`CheckpointFormat`, hashes |
 | :class:`License`     | licence of record of the weights                                           |
 | :class:`InputContract` | channels, modality, axis order, intensity, spacing, patch                |
+| :class:`OutputContract` | what forward returns: logits, probabilities or features, activation, target |
 | :class:`Pretraining` | data and method of pretraining, recipe                                     |
 | :class:`Paper`       | citation                                                                   |
 """
@@ -123,6 +124,60 @@ class InputContract:
             raise ValueError(f"axis_order must be a permutation of 'xyz', got {self.axis_order!r}")
 
 
+#: what a network's forward returns (``"unspecified"``: a model folder whose config.json predates the field)
+OutputKind = Literal["logits", "probabilities", "features", "unspecified"]
+#: the names of :data:`OutputKind`
+OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
+
+#: what ``zoo.load(name, num_classes=n)`` returns when ``n`` differs from the pretrained head (a new head)
+NEW_HEAD_LOGITS = "a new head (num_classes=n) returns n channels of logits, no activation applied"
+
+
+@dataclass(frozen=True)
+class OutputContract:
+    """What the network's ``forward`` returns with the pretrained head (or none, for a backbone).
+
+    ``kind``: ``"logits"`` (apply ``activation`` to get the meaning), ``"probabilities"`` (``activation`` was
+    already applied inside ``forward``) or ``"features"`` (no meaning beyond the representation; ``activation``
+    None). ``channels`` is the channel count of the output (None: it depends on the builder arguments);
+    ``target`` says what the channels mean, ``scale`` the value range after the activation (for restoration:
+    the intensity scale of the target), ``resolution`` the output size relative to the input. ``new_head``
+    says what ``zoo.load(name, num_classes=n)`` returns with a new head.
+    """
+
+    kind: OutputKind
+    target: str
+    activation: str | None = None
+    channels: int | None = None
+    scale: str | None = None
+    resolution: str | None = None
+    new_head: str = NEW_HEAD_LOGITS
+
+    def __post_init__(self) -> None:
+        if self.kind not in OUTPUT_KINDS:
+            raise ValueError(f"output kind must be one of {OUTPUT_KINDS}, got {self.kind!r}")
+        if self.kind == "features" and self.activation is not None:
+            raise ValueError("features have no activation: set activation=None")
+
+    @property
+    def summary(self) -> str:
+        """One line: kind, channels, activation and target (``zoo info``, cards)."""
+        if self.kind == "unspecified":
+            return "unspecified (the config predates output contracts)"
+        channels = f"{self.channels} channel(s)" if self.channels is not None else "channels per builder arguments"
+        if self.kind == "logits":
+            how = f"logits (apply {self.activation})" if self.activation else "logits"
+        elif self.kind == "probabilities":
+            how = f"probabilities ({self.activation} applied in forward)"
+        else:
+            how = "features (no activation)"
+        return f"{how}, {channels}: {self.target}"
+
+
+#: the output contract of a model folder whose config.json has no ``output`` (written before the field existed)
+UNSPECIFIED_OUTPUT = OutputContract(kind="unspecified", target="unspecified", new_head="")
+
+
 @dataclass(frozen=True)
 class Paper:
     title: str
@@ -164,6 +219,7 @@ class ModelEntry:
     tags: tuple[str, ...] = ()
     weights_note: str = ""
     base_model: str | None = None
+    output: OutputContract = UNSPECIFIED_OUTPUT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch_kwargs", MappingProxyType(copy.deepcopy(dict(self.arch_kwargs))))
@@ -199,6 +255,11 @@ __all__ = [
     "InputContract",
     "License",
     "ModelEntry",
+    "NEW_HEAD_LOGITS",
+    "OUTPUT_KINDS",
+    "OutputContract",
+    "OutputKind",
+    "UNSPECIFIED_OUTPUT",
     "Paper",
     "Pretraining",
 ]

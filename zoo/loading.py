@@ -84,7 +84,8 @@ def load(
         num_classes: size of a new task head (the pretrained head is dropped and re-initialised).
         checkpoint: a local upstream file (legacy pickle or safetensors) to use instead of downloading.
         cache_dir: one folder for downloads (``<cache_dir>/hub``) and conversions (default ``$ZOO_CACHE``).
-        verify: re-hash the cached conversion ``"auto"`` (when its size/mtime changed), ``True``, ``False``.
+        verify: re-hash the cached conversion (and a ``checkpoint=`` file): ``"auto"`` when its size, mtime,
+            ctime or inode changed since it was verified, ``True`` always, ``False`` never.
         device: move the model there after loading.
         init: initialise from another checkpoint instead of ``name``'s own weights: a registry name of the nnU-Net
             U-Net family, or an abbreviation of the entry's ``base_model`` (``zoo.load("unetpp-liver",

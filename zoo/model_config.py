@@ -4,8 +4,8 @@ Data is never code and never an unbounded allocation: the file is read only up t
 hold a JSON object, and every field :func:`zoo.model_dir.entry_from_config` uses must have its type
 (``architecture`` one of :data:`zoo.archs.ARCHITECTURES`, ``in_channels`` / ``num_classes`` positive integers
 within :mod:`zoo.archs.limits`, ``arch_kwargs`` an object, ``first_conv`` / ``classifier`` / ``tags`` lists of
-strings, ``input`` / ``license`` / ``paper`` / ``pretraining`` objects with the fields of their registry
-dataclasses). The architecture spec itself then goes through
+strings, ``input`` / ``license`` / ``paper`` / ``pretraining`` / ``output`` objects with the fields of their
+registry dataclasses; ``output`` is optional, older files have none). The architecture spec itself then goes through
 :func:`zoo.archs.size_estimate.check_architecture` (op classes from an allow-list, size limits by arithmetic).
 Every problem is a :class:`~zoo.errors.CheckpointFormatError` naming the file, the key and the fix.
 """
@@ -139,6 +139,23 @@ def _check_input(config: Mapping[str, Any], where: str) -> None:
                                     f"{config['in_channels']}; make them equal", path=where, key="input.in_channels")
 
 
+def _check_output(config: Mapping[str, Any], where: str) -> None:
+    """``output`` (optional: files written before output contracts have none) is an :class:`OutputContract`."""
+    from .archs.limits import MAX_CHANNELS
+    from .registry import OUTPUT_KINDS, OutputContract
+
+    out = config.get("output")
+    _check_object(where, "output", out, OutputContract, skip=("kind", "channels"))
+    if not isinstance(out, Mapping):
+        return
+    if "kind" in out and out["kind"] not in OUTPUT_KINDS:
+        raise _fail(where, "output.kind", f"one of {', '.join(OUTPUT_KINDS)}", out["kind"])
+    if out.get("channels") is not None and not _is_int(out["channels"], MAX_CHANNELS):
+        raise _fail(where, "output.channels", f"null or an integer 1..{MAX_CHANNELS:,}", out["channels"])
+    if out.get("kind") == "features" and out.get("activation") is not None:
+        raise _fail(where, "output.activation", "null for kind 'features'", out["activation"])
+
+
 def _check_spec(config: Mapping[str, Any], where: str) -> None:
     from .archs.limits import ArchitectureSpecError
     from .archs.size_estimate import BUILDER_ARGS, check_architecture
@@ -168,4 +185,5 @@ def check_config(config: Any, where: str = "config.json") -> None:
     _check_input(config, where)
     for key, cls in (("license", License), ("paper", Paper), ("pretraining", Pretraining)):
         _check_object(where, key, config.get(key), cls)
+    _check_output(config, where)
     _check_spec(config, where)

@@ -20,7 +20,7 @@ from torch import Tensor
 from .errors import CheckpointFormatError
 from .hub.integrity import atomic_path
 from .model_config import MAX_CONFIG_BYTES, check_config, read_config
-from .registry import InputContract, License, ModelEntry, Paper, Pretraining
+from .registry import UNSPECIFIED_OUTPUT, InputContract, License, ModelEntry, OutputContract, Paper, Pretraining
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -49,6 +49,7 @@ def entry_config(entry: ModelEntry) -> dict[str, Any]:
         "description": entry.description,
         "tags": list(entry.tags),
         "base_model": entry.base_model,
+        "output": info["output"],
     }
 
 
@@ -74,6 +75,13 @@ def entry_from_config(config: Mapping[str, Any], where: str = "config.json") -> 
         paper = dict(config.get("paper") or {"title": "", "url": "", "bibtex": ""})
         pre = dict(config.get("pretraining") or {"data": "unspecified", "method": "unspecified"})
         pre["datasets"] = tuple(pre.get("datasets") or ())
+        output = config.get("output")
+        if output:  # older files have no output contract: unspecified
+            out = dict(output)
+            out.setdefault("kind", "unspecified")
+            out.setdefault("target", "unspecified")
+            out.setdefault("new_head", "")
+            output = OutputContract(**out)
         return ModelEntry(
             name=str(config.get("name") or "local-model"),
             architecture=config["architecture"],
@@ -88,6 +96,7 @@ def entry_from_config(config: Mapping[str, Any], where: str = "config.json") -> 
             num_classes=config.get("num_classes"),
             tags=tuple(config.get("tags") or ()),
             base_model=config.get("base_model"),
+            output=output or UNSPECIFIED_OUTPUT,
         )
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointFormatError(f"{where} does not describe a medzoo model: {err}", path=where,

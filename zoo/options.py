@@ -29,7 +29,7 @@ WidthMode = Literal["skip", "slice"]
 
 # ----------------------------------------------------------------------------------------------- weights cache
 
-#: re-hash a cached file: ``"auto"`` when its size/mtime changed, ``True`` always, ``False`` never
+#: re-hash a cached file: ``"auto"`` when its size, mtime, ctime or inode changed, ``True`` always, ``False`` never
 VerifyMode = Literal["auto", True, False]
 
 # ----------------------------------------------------------------------------------------------- architectures

@@ -23,8 +23,13 @@ from .entry import (
     InputContract,
     License,
     ModelEntry,
+    NEW_HEAD_LOGITS,
+    OUTPUT_KINDS,
+    OutputContract,
+    OutputKind,
     Paper,
     Pretraining,
+    UNSPECIFIED_OUTPUT,
 )
 from .errors import UnknownModelError
 

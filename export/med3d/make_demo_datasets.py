@@ -147,6 +147,42 @@ def make_dataset(domain: str, data: Path, out: Path, log=print) -> Path:
     return folder
 
 
+#: nnU-Net's default cross-validation has 5 folds: fold 0 needs at least this many training cases
+NNUNET_FOLDS = 5
+
+
+def training_fold(n_cases: int) -> str:
+    """The fold to train: ``0`` with at least :data:`NNUNET_FOLDS` cases, else ``all`` (nnU-Net stops with
+    'n_splits=5 greater than n_samples' when it splits fewer cases into 5 folds)."""
+    return "0" if n_cases >= NNUNET_FOLDS else "all"
+
+
+def next_commands(folder: Path, model: str = "genesis-chest-ct-nnunet-lung") -> list[str]:
+    """The nnU-Net commands that preprocess ``folder`` (a ``DatasetXXX_Name`` raw folder with its dataset.json) and
+    fine-tune ``model`` on it, with fold ``all`` when it has fewer than :data:`NNUNET_FOLDS` cases."""
+    folder = Path(folder)
+    dataset_id = int(folder.name.split("_", 1)[0].removeprefix("Dataset"))
+    n_cases = int(json.loads((folder / "dataset.json").read_text())["numTraining"])
+    pre = f"$nnUNet_preprocessed/{folder.name}"
+    weights = f"{folder.name}_{model}.pth"
+    return [
+        f"nnUNetv2_plan_and_preprocess -d {dataset_id} --verify_dataset_integrity",
+        f"zoo export-nnunet {model} --plans {pre}/nnUNetPlans.json --dataset-json {pre}/dataset.json "
+        f"-c 3d_fullres -o {weights}",
+        f"nnUNetv2_train {dataset_id} 3d_fullres {training_fold(n_cases)} -pretrained_weights {weights}",
+    ]
+
+
+def print_next_commands(folders: list[Path], log=print) -> None:
+    """Print :func:`next_commands` for every data set written."""
+    log(f"\nnext (with nnUNet_raw set to the --out folder; fold 'all' where a data set has fewer than "
+        f"{NNUNET_FOLDS} cases, as nnU-Net's 5-fold split needs 5):")
+    for folder in folders:
+        log(f"# {folder.name}")
+        for command in next_commands(folder):
+            log(command)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.med3d.make_demo_datasets", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,12 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown domain(s) {unknown}; choose from {sorted(DOMAINS)}", file=sys.stderr)
         return 2
+    folders = []
     try:
         for d in domains:
-            print(make_dataset(d, Path(args.data), Path(args.out)))
+            folders.append(make_dataset(d, Path(args.data), Path(args.out)))
+            print(folders[-1])
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print_next_commands(folders)
     return 0
 
 

@@ -31,6 +31,66 @@ from ..errors import AdaptationError
 
 INITIALISED = "initialised"
 
+#: below this share of the target's parameters initialised from the checkpoint, the headline warns
+LOW_SHARE = 0.5
+
+_CAUSES = {
+    "missing_stages": "target stages with no counterpart in the checkpoint",
+    "fewer_convolutions": "target convolutions with no counterpart (the checkpoint's stages have fewer)",
+    "width_mismatch": "skipped because the widths differ",
+    "off_unet_path": "UNet++ nodes off the U-Net path",
+    "families_differ": "encoder families differ",
+    "other": "no counterpart in the checkpoint",
+}
+
+
+def _cause(row: "TransferRow") -> str:
+    """The cause of a target tensor not being initialised, from its ``detail``."""
+    d = row.detail
+    if d.startswith("width mismatch"):
+        return "width_mismatch"
+    if "off the U-Net path" in d:
+        return "off_unet_path"
+    if "encoder families differ" in d:
+        return "families_differ"
+    if (("encoder has" in d and "stages" in d) or ("decoder has" in d and "resolutions" in d)
+            or ("has no node" in d)):
+        return "missing_stages"
+    if "convolutions" in d:
+        return "fewer_convolutions"
+    return "other"
+
+
+def _part(row: "TransferRow") -> str:
+    """``encoder stage N``, ``encoder stem``, ``decoder``, ``segmentation heads`` or the key's first module."""
+    if row.head:
+        return "segmentation heads"
+    parts = row.target_key.split(".")
+    if parts[0] == "encoder" and len(parts) > 2 and parts[1] == "stages" and parts[2].isdigit():
+        return f"encoder stage {int(parts[2])}"
+    if parts[0] == "encoder" and len(parts) > 1 and parts[1] == "stem":
+        return "encoder stem"
+    return parts[0]
+
+
+def _part_order(part: str) -> tuple:
+    if part == "encoder stem":
+        return (0, 0)
+    if part.startswith("encoder stage "):
+        return (1, int(part.rpartition(" ")[2]))
+    return {"decoder": (3, 0), "segmentation heads": (4, 0)}.get(part, (2, part))
+
+
+def _ranges(numbers: list[str]) -> str:
+    """``['3', '4', '5']`` -> ``'3-5'``."""
+    ns = sorted(int(n) for n in numbers)
+    out, start = [], ns[0]
+    for a, b in zip(ns, ns[1:] + [None]):
+        if b != a + 1:
+            out.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(out)
+
 
 @dataclass
 class TransferRow:
@@ -133,6 +193,12 @@ class TransferReport:
             "used_params": self.used_params,
             "share_used": self.share_used,
             "actions": self.counts(),
+            "initialised_tensors": self.initialised_tensors,
+            "share_initialised_by_part": self.shares_by_part(),
+            "low_share": self.low_share,
+            "low_share_threshold": LOW_SHARE,
+            "low_share_causes": self.low_share_causes(),
+            "low_share_warning": self.low_share_warning(self.options.get("plans_file")),
         }
 
     # ----------------------------------------------------------------- gate
@@ -196,14 +262,113 @@ class TransferReport:
                 tmp.write_text(text + "\n")
         return text
 
-    def summary(self) -> str:
+    # ----------------------------------------------------------------- headline
+    @property
+    def initialised_tensors(self) -> int:
+        return sum(1 for r in self.rows if r.initialised)
+
+    @property
+    def low_share(self) -> bool:
+        """True when less than :data:`LOW_SHARE` of the target's parameters come from the checkpoint."""
+        return bool(self.rows) and self.share_initialised < LOW_SHARE
+
+    def shares_by_part(self) -> list[dict[str, Any]]:
+        """The initialised share per part of the target: ``encoder stem``, ``encoder stage N`` (in order),
+        ``decoder``, ``segmentation heads`` (and any other top-level module), each with its tensor counts."""
+        parts: dict[str, dict[str, Any]] = {}
+        for r in self.rows:
+            name = _part(r)
+            d = parts.setdefault(name, {"part": name, "tensors": 0, "initialised_tensors": 0, "params": 0,
+                                        "initialised_params": 0})
+            d["tensors"] += 1
+            d["params"] += r.params
+            if r.initialised:
+                d["initialised_tensors"] += 1
+                d["initialised_params"] += r.params
+        out = sorted(parts.values(), key=lambda d: _part_order(d["part"]))
+        for d in out:
+            d["share"] = d["initialised_params"] / d["params"] if d["params"] else 0.0
+        return out
+
+    def low_share_causes(self) -> dict[str, dict[str, Any]]:
+        """Why target tensors outside the segmentation heads were not initialised, by cause (``missing_stages``,
+        ``fewer_convolutions``, ``width_mismatch``, ``off_unet_path``, ``families_differ``, ``other``): tensor
+        and parameter counts and the share of the target's parameters."""
+        total = self.target_params
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.rows:
+            if r.initialised or r.head:
+                continue
+            d = out.setdefault(_cause(r), {"tensors": 0, "params": 0})
+            d["tensors"] += 1
+            d["params"] += r.params
+        for d in out.values():
+            d["share_of_target"] = d["params"] / total if total else 0.0
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]["params"]))
+
+    def low_share_warning(self, plans: str | None = None) -> str | None:
+        """A warning (why, and what would raise the share) when :attr:`low_share`, else ``None``. ``plans``:
+        the plans file to name in the suggested ``zoo plan`` command."""
+        if not self.low_share:
+            return None
+        causes = self.low_share_causes()
+        why = [f"{_CAUSES.get(c, c)}: {d['tensors']} tensors, {d['share_of_target']:.2%} of the target's parameters"
+               for c, d in causes.items()]
+        missing = [d["part"].rpartition(" ")[2] for d in self.shares_by_part()
+                   if d["part"].startswith("encoder stage ") and d["initialised_tensors"] == 0]
+        if missing and "missing_stages" in causes:
+            why[list(causes).index("missing_stages")] += f" (encoder stages {_ranges(missing)} are all new)"
+        fixes = []
+        if {"missing_stages", "fewer_convolutions", "width_mismatch"} & set(causes):
+            conf = self.options.get("configuration", "3d_fullres")
+            fixes.append(f"`zoo plan {self.source} --plans {plans or 'nnUNetPlans.json'} -c {conf} -o "
+                         f"nnUNetPlans_{self.source}.json` rewrites the configuration to the checkpoint's topology "
+                         "(then export with those plans: the whole network comes from the checkpoint)")
+        if "width_mismatch" in causes and self.options.get("widths") != "slice":
+            fixes.append("widths='slice' (CLI --widths slice) copies the leading channels of the tensors whose "
+                         "widths differ")
+        if "families_differ" in causes:
+            fixes.append("cross_architecture=True transfers between encoder families")
+        if "off_unet_path" in causes:
+            fixes.append("UNet++ nodes off the U-Net path can only come from a UNet++ checkpoint")
+        text = (f"WARNING: only {self.share_initialised:.2%} of the target's parameters come from the checkpoint "
+                f"(below {LOW_SHARE:.0%}); the rest keeps its fresh initialisation. Why: "
+                + ("; ".join(why) if why else "the target's own tensors are new") + ".")
+        if fixes:
+            text += " To raise it: " + "; or ".join(fixes) + "."
+        return text
+
+    def summary(self, plans: str | None = None) -> str:
+        """The headline: share of the target initialised from the checkpoint (overall, then per part), then the
+        share of the checkpoint used, then a warning when the target share is low. ``plans``: the plans file to
+        name in the warning's ``zoo plan`` suggestion."""
         acts = ", ".join(f"{k} {v}" for k, v in self.counts().items())
-        return (
-            f"{self.source} -> {self.target}: {self.share_initialised:.2%} of target parameters initialised from "
-            f"the checkpoint ({self.share_initialised_body:.2%} without segmentation heads; "
-            f"{self.initialised_params:,} of {self.target_params:,}); {self.share_used:.2%} of the checkpoint's "
-            f"parameters used ({self.used_params:,} of {self.source_params:,}). Tensors: {acts}.{self._width_hint()}"
-        )
+        parts = self.shares_by_part()
+        lines = [
+            f"{self.source} -> {self.target}",
+            f"target initialised from the checkpoint: {self.share_initialised:.2%} of parameters "
+            f"({self.initialised_tensors} of {len(self.rows)} tensors; {self.initialised_params:,} of "
+            f"{self.target_params:,} parameters; {self.share_initialised_body:.2%} without segmentation heads)",
+        ]
+        stages = [d for d in parts if d["part"].startswith("encoder stage ")]
+        if stages:
+            lines.append("  encoder stages: " + ", ".join(
+                f"{d['part'].rpartition(' ')[2]} {d['share']:.0%}" for d in stages))
+        for d in parts:
+            if d in stages:
+                continue
+            note = "; not transferred unless heads=True / --heads" if d["part"] == "segmentation heads" else ""
+            lines.append(f"  {d['part']}: {d['share']:.2%} ({d['initialised_tensors']} of {d['tensors']} "
+                         f"tensors{note})")
+        lines.append(f"checkpoint used: {self.share_used:.2%} of its parameters ({self.used_params:,} of "
+                     f"{self.source_params:,})")
+        lines.append(f"tensors: {acts}")
+        warning = self.low_share_warning(plans or self.options.get("plans_file"))
+        if warning:
+            lines.append(warning)
+        elif self._width_hint():
+            lines.append(self._width_hint().strip())
+        return "\n".join(lines)
 
     def _width_hint(self) -> str:
         n = sum(1 for r in self.rows if r.action == "skip" and r.detail.startswith("width mismatch"))
@@ -229,12 +394,11 @@ class TransferReport:
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        parts = [f"Transfer {self.source} -> {self.target}", "", self.table()]
+        parts = [self.summary(), "", self.table()]
         if self.unused:
             parts += ["", f"Checkpoint tensors not used ({len(self.unused)}):"]
             width = max(len(u.source_key) for u in self.unused)
             parts += [f"  {u.source_key:<{width}}  {_shape(u.source_shape):<16} {u.params:>12,}  {u.reason}"
                       for u in self.unused]
-        parts += ["", "Alias names (all_modules.*, decoder.encoder.*) share these tensors and are not repeated.",
-                  self.summary()]
+        parts += ["", "Alias names (all_modules.*, decoder.encoder.*) share these tensors and are not repeated."]
         return "\n".join(parts)

@@ -204,6 +204,31 @@ def _input(entry: ModelEntry) -> str:
     return _table(rows)
 
 
+def _output(entry: ModelEntry) -> str:
+    out = entry.output
+    if out.kind == "unspecified":
+        return "Not recorded: the configuration of these weights predates output contracts."
+    channels = "depends on the builder arguments" if out.channels is None else str(out.channels)
+    if out.kind == "logits":
+        kind = f"logits: apply `{out.activation}` to get the meaning" if out.activation else "logits"
+    elif out.kind == "probabilities":
+        kind = f"probabilities: `{out.activation}` is applied inside `forward`"
+    else:
+        kind = "features: no activation, no task meaning (a backbone)"
+    rows = [
+        ("Returns", kind),
+        ("Channels", channels),
+        ("Meaning", out.target),
+    ]
+    if out.scale:
+        rows.append(("Scale", out.scale))
+    if out.resolution:
+        rows.append(("Spatial size", out.resolution))
+    if out.new_head:
+        rows.append(("With `num_classes=n`", out.new_head))
+    return _table(rows)
+
+
 def _weights(entry: ModelEntry) -> str:
     src = entry.source
     if src is None:
@@ -368,6 +393,7 @@ def render_card(entry: ModelEntry, hosted: CheckpointSource | None = None) -> st
         f"# {entry.name}\n\n{banner}{entry.description}{summary}",
         "## Model details\n\n" + _details(entry),
         "## Input\n\n" + _input(entry),
+        "## Output\n\n" + _output(entry),
         "## Weights\n\n" + _weights(shown),
         "## How to use\n\n" + _usage(entry, hosted),
         "### Fine-tuning in nnU-Net v2\n\n" + _nnunet(entry),

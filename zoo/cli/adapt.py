@@ -86,7 +86,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     _default_classes(args)
     _, report = adapt_to_plan(args.name, args.plans, args.configuration, args.dataset_json, seed=args.seed,
                               **_options(args))
-    print(report if args.verbose else report.summary())
+    print(report if args.verbose else report.summary(args.plans))
     if not args.verbose:
         print("(--verbose prints the table of every tensor)")
     if args.report:
@@ -102,14 +102,34 @@ def cmd_export_nnunet(args: argparse.Namespace) -> int:
                   inputs=_inputs(args))
     result = export_nnunet(args.name, args.plans, args.dataset_json, args.configuration, args.output,
                            report_path=args.report, seed=args.seed, **_options(args))
-    print(result.report if args.verbose else result.report.summary())
+    print(result.report if args.verbose else result.report.summary(args.plans))
     print(f"wrote {result.path} ({result.keys} keys, {result.bytes / 2**20:.1f} MiB of weights)")
     from ..nnunet.plans import load_plans
 
-    plans = load_plans(args.plans)
-    print(f"train with: nnUNetv2_train {plans.get('dataset_name', 'DATASET')} {args.configuration} FOLD "
-          f"-p {plans.get('plans_name', 'nnUNetPlans')} -pretrained_weights {result.path}")
+    print(train_hint(load_plans(args.plans), args.configuration, result.path))
     return 0
+
+
+def train_hint(plans: dict, configuration: str, pretrained: Any = None) -> str:
+    """The ``nnUNetv2_train`` command for ``plans`` / ``configuration``, printed by ``zoo export-nnunet`` and
+    ``zoo plan``: for a UNet++ configuration with ``-tr nnUNetTrainerUNetPlusPlus`` and the
+    ``nnUNet_extTrainer`` export that lets nnU-Net find it. ``pretrained``: the ``-pretrained_weights`` file
+    (``None``: a placeholder to fill from ``zoo export-nnunet``)."""
+    from ..archs.nested_unet import NNUNET_CLASS_PATH
+    from ..nnunet.plans import configuration_architecture
+
+    unetpp = configuration_architecture(plans, configuration).get("network_class_name") == NNUNET_CLASS_PATH
+    weights = (f"-pretrained_weights {pretrained}" if pretrained is not None
+               else "[-pretrained_weights FILE from zoo export-nnunet on these plans]")
+    command = (f"nnUNetv2_train {plans.get('dataset_name', 'DATASET')} {configuration} FOLD "
+               f"-p {plans.get('plans_name', 'nnUNetPlans')}")
+    if not unetpp:
+        return f"train with: {command} {weights}"
+    from ..nnunet.trainers import EXT_DIR
+
+    return (f"train (medzoo must be installed where nnU-Net runs):\n"
+            f"  export nnUNet_extTrainer={EXT_DIR}\n"
+            f"  {command} -tr nnUNetTrainerUNetPlusPlus {weights}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -136,14 +156,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: configuration {args.configuration!r} now builds "
               f"{architecture['network_class_name']} ({topology}, unchanged); preprocessed data reused; plans name "
               f"{new.get('plans_name')!r}")
-    if args.arch == "unetpp":
-        from ..nnunet.trainers import EXT_DIR
-
-        print(f"train (medzoo must be installed where nnU-Net runs):\n"
-              f"  export nnUNet_extTrainer={EXT_DIR}\n"
-              f"  nnUNetv2_train {new.get('dataset_name', 'DATASET')} {args.configuration} FOLD "
-              f"-p {new.get('plans_name', 'PLANS')} -tr nnUNetTrainerUNetPlusPlus "
-              "[-pretrained_weights FILE from zoo export-nnunet on these plans]")
+    print(train_hint(new, args.configuration))
     return 0
 
 

@@ -45,6 +45,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_output(entry: registry.ModelEntry) -> list[str]:
+    """The ``output`` lines of ``zoo info``: what forward returns, how to read it, and what a new head returns."""
+    out = entry.output
+    lines = [f"output         {out.summary}"]
+    if out.scale:
+        lines.append(f"               scale: {out.scale}")
+    if out.resolution:
+        lines.append(f"               size: {out.resolution}")
+    if out.new_head:
+        lines.append(f"               {out.new_head}")
+    return lines
+
+
 def format_info(entry: registry.ModelEntry) -> str:
     """Human-readable summary of an entry (``zoo info``)."""
     src, inp, lic = entry.source, entry.input, entry.license
@@ -58,6 +71,7 @@ def format_info(entry: registry.ModelEntry) -> str:
         f"patch {tuple(inp.patch_size)}, divisible by {inp.divisible_by}",
         f"spacing        {'native (no resampling)' if inp.spacing_mm is None else inp.spacing_mm}",
         f"intensity      {inp.intensity}",
+        *format_output(entry),
         f"head           {entry.num_classes if entry.num_classes is not None else 'none (backbone)'}; "
         f"first conv {', '.join(entry.first_conv)}",
         f"pretraining    {entry.pretraining.data}",

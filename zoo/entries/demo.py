@@ -6,12 +6,14 @@ The facts of the run (command, commit, data sha256, losses) are in ``zoo/assets/
 and ``README.md``; ``python -m export.demo_assets`` rebuilds the files from an ``export.genesis`` run.
 """
 
-from ..entry import CheckpointSource, InputContract, License, ModelEntry, Pretraining
+from ..entry import CheckpointSource, InputContract, License, ModelEntry, OutputContract, Pretraining
 from .genesis import (
     GENESIS_NNUNET_CT_MEAN,
     GENESIS_NNUNET_CT_STD,
     GENESIS_PAPER,
+    GENESIS_RESTORED,
     GENESIS_RESTORATION,
+    GENESIS_TARGET_SCALE,
     LUNG_PLAN_ARCH_KWARGS,
 )
 
@@ -77,6 +79,14 @@ GENESIS_CT_DEMO = ModelEntry(
     classifier=("decoder.seg_layers",),
     num_classes=1,
     tags=("self-supervised", "restoration", "nnunet", "ct", "demo"),
+    output=OutputContract(
+        kind="logits",
+        activation="sigmoid",
+        channels=1,
+        target=GENESIS_RESTORED + " (zoo demo: sigmoid(model(x)))",
+        scale=GENESIS_TARGET_SCALE,
+        resolution="input size (deep_supervision=True: a list of logits, full resolution first)",
+    ),
 )
 
 ENTRIES: tuple[ModelEntry, ...] = (GENESIS_CT_DEMO,)

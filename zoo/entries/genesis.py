@@ -1,6 +1,6 @@
 """Models Genesis (Zhou et al.): the UNet3D of the paper and the pretrained nnU-Net of Bajpai (2021)."""
 
-from ..entry import CheckpointSource, InputContract, ModelEntry, Paper, Pretraining
+from ..entry import CheckpointSource, InputContract, ModelEntry, OutputContract, Paper, Pretraining
 from ._licenses import ASU_NONCOMMERCIAL
 
 GENESIS_PAPER = Paper(
@@ -32,6 +32,11 @@ GENESIS_RESTORATION = (
     "Models Genesis restoration: 64x64x32 cubes damaged by non-linear intensity, local pixel shuffling and "
     "in-/out-painting (plus flips) are restored to the original with an MSE loss"
 )
+
+#: the target scale of Models Genesis restoration (MrGiovanni/ModelsGenesis; zoo.transforms.genesis works on it)
+GENESIS_TARGET_SCALE = "(HU + 1000) / 2000 with HU clipped to [-1000, 1000]: [0, 1]"
+#: what a Models Genesis restoration output means
+GENESIS_RESTORED = "the restored cube: CT intensities of the undamaged input"
 
 #: nnU-Net v2 arch_kwargs equivalent to the nnU-Net v1 Task006 Lung 3d_fullres Generic_UNet.
 LUNG_PLAN_ARCH_KWARGS = {
@@ -88,6 +93,15 @@ GENESIS_CHEST_CT = ModelEntry(
     classifier=("out_tr",),
     num_classes=1,
     tags=("self-supervised", "restoration", "unet", "ct", "chest"),
+    output=OutputContract(
+        kind="probabilities",
+        activation="sigmoid",
+        channels=1,
+        target=GENESIS_RESTORED,
+        scale=GENESIS_TARGET_SCALE,
+        resolution="input size",
+        new_head="a new head (num_classes=n) drops the sigmoid (out_activation=None): n channels of logits",
+    ),
 )
 
 GENESIS_CHEST_CT_NNUNET_LUNG = ModelEntry(
@@ -137,6 +151,14 @@ GENESIS_CHEST_CT_NNUNET_LUNG = ModelEntry(
     classifier=("decoder.seg_layers",),
     num_classes=2,
     tags=("self-supervised", "restoration", "nnunet", "ct", "chest"),
+    output=OutputContract(
+        kind="logits",
+        activation="sigmoid",
+        channels=2,
+        target=GENESIS_RESTORED + " (both channels were trained on the same target, as upstream; use channel 0)",
+        scale=GENESIS_TARGET_SCALE,
+        resolution="input size (deep_supervision=True: a list of logits, full resolution first)",
+    ),
 )
 
 ENTRIES: tuple[ModelEntry, ...] = (GENESIS_CHEST_CT, GENESIS_CHEST_CT_NNUNET_LUNG)

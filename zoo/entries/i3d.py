@@ -13,6 +13,7 @@ a volume constant along z reproduces timm's 2D features exactly away from the z 
 """
 
 from ..entry import CheckpointSource, InputContract, License, ModelEntry, Paper, Pretraining
+from .med3d import resnet_features
 
 I3D_PAPER = Paper(
     title="Quo Vadis, Action Recognition? A New Model and the Kinetics Dataset",
@@ -109,6 +110,7 @@ def _entry(depth: int) -> ModelEntry:
             "The features come from 2D natural images: nothing was learned along z (every z slice of a "
             "kernel is the same) and nothing from CT or MR intensities; fine-tune before use."
         ),
+        output=resnet_features(depth, 32, "classic layer3/4 with stride 2; dilated=True gives 8"),
     )
 
 

@@ -6,7 +6,7 @@ shown on each file's page), tabulated in docs/upstream-checkpoints.md section 3.
 yet recorded are verified against the Hub's LFS hash on download.
 """
 
-from ..entry import CheckpointSource, InputContract, ModelEntry, Paper, Pretraining
+from ..entry import CheckpointSource, InputContract, ModelEntry, OutputContract, Paper, Pretraining
 from ._licenses import MIT
 
 MED3D_PAPER = Paper(
@@ -68,6 +68,22 @@ _INPUT = InputContract(
 )
 
 
+#: what zoo.load(name, num_classes=n) adds to a head-less ResNet backbone
+RESNET_NEW_HEAD = "a new head (num_classes=n) is global average pooling + a linear layer: (N, n) logits, no activation"
+
+
+def resnet_features(depth: int, output_stride: int, layout: str) -> OutputContract:
+    """The layer4 feature map of a head-less Med3DResNet of ``depth``."""
+    return OutputContract(
+        kind="features",
+        activation=None,
+        channels=512 if depth in (10, 18, 34) else 2048,
+        target=f"the layer4 feature map of the ResNet-{depth} backbone (no head)",
+        resolution=f"1/{output_stride} of the input per axis (output stride {output_stride}, {layout})",
+        new_head=RESNET_NEW_HEAD,
+    )
+
+
 def _entry(depth: int, datasets23: bool) -> ModelEntry:
     revision, plain, extra = _FILES[depth]
     size, sha = extra if datasets23 else plain
@@ -114,6 +130,7 @@ def _entry(depth: int, datasets23: bool) -> ModelEntry:
         classifier=("fc", "conv_seg"),
         num_classes=None,
         tags=("supervised", "resnet", "backbone", "ct", "mr"),
+        output=resnet_features(depth, 8, "dilated layer3/4"),
     )
 
 

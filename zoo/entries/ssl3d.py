@@ -10,7 +10,7 @@ published. Facts: the paper (arXiv:2006.03829) and the authors' repository
 summarised in docs/pretraining-recipes.md section 4.
 """
 
-from ..entry import InputContract, License, ModelEntry, Paper, Pretraining
+from ..entry import InputContract, License, ModelEntry, OutputContract, Paper, Pretraining
 
 TALEB_PAPER = Paper(
     title="3D Self-Supervised Methods for Medical Imaging (NeurIPS 2020)",
@@ -91,6 +91,15 @@ def _entry(task: str) -> ModelEntry:
             "The authors published no weights, and no full-scale medzoo run exists yet (only demo-scale runs "
             f"on public volumes). Train them with `python -m export.ssl3d --task {task} --data VOLUMES --out "
             "RUN`, then `zoo.load(\"RUN/model\")`."
+        ),
+        output=OutputContract(
+            kind="features",
+            activation=None,
+            channels=TALEB_ENCODER_KWARGS["features_per_stage"][-1],
+            target="the bottleneck feature map of the encoder (no head)",
+            resolution="1/16 of the input per axis (four 2x max-poolings)",
+            new_head="a new head (num_classes=n) is global average pooling + a linear layer: (N, n) logits, "
+                     "no activation",
         ),
     )
 

@@ -1,6 +1,6 @@
 """SuPreM (Li, Yuille, Zhou; ICLR 2024): supervised pretraining on AbdomenAtlas 1.1 (CC BY-NC-ND 4.0)."""
 
-from ..entry import CheckpointSource, InputContract, ModelEntry, Paper, Pretraining
+from ..entry import CheckpointSource, InputContract, ModelEntry, OutputContract, Paper, Pretraining
 from ._licenses import CC_BY_NC_ND
 
 SUPREM_UNET = ModelEntry(
@@ -50,6 +50,14 @@ SUPREM_UNET = ModelEntry(
     num_classes=None,
     tags=("supervised", "unet", "ct", "abdomen"),
     base_model="genesis-chest-ct",
+    output=OutputContract(
+        kind="features",
+        activation=None,
+        channels=64,
+        target="the last decoder feature map of the UNet3D (upstream out_up_64); the 25-organ head is not part "
+               "of the weights",
+        resolution="input size",
+    ),
 )
 
 ENTRIES: tuple[ModelEntry, ...] = (SUPREM_UNET,)

@@ -6,7 +6,7 @@ U-Net path of the nested decoder) and, in ``export/unetpp/README.md``, the nnU-N
 supervised checkpoint so that it can be published later.
 """
 
-from ..entry import InputContract, License, ModelEntry, Paper, Pretraining
+from ..entry import InputContract, License, ModelEntry, OutputContract, Paper, Pretraining
 from .genesis import LUNG_PLAN_ARCH_KWARGS
 
 #: the nnU-Net v2 3d_fullres plan of MSD Task03 Liver (patch 128^3, five [2,2,2] pools), as NestedUNet kwargs
@@ -114,6 +114,14 @@ UNETPP_LIVER = ModelEntry(
     tags=("unetpp", "nnunet", "ct", "liver", "supervised"),
     weights_note=UNETPP_LIVER_WEIGHTS_NOTE,
     base_model="genesis-chest-ct-nnunet-lung",
+    output=OutputContract(
+        kind="logits",
+        activation="softmax",
+        channels=3,
+        target="3 classes: background, liver, tumour (argmax over channels gives the label map)",
+        scale=None,
+        resolution="input size (deep_supervision=True: a list of logits, see zoo.archs.nested_unet)",
+    ),
 )
 
 ENTRIES: tuple[ModelEntry, ...] = (UNETPP_LIVER,)

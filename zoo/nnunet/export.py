@@ -96,6 +96,8 @@ def adapt_to_plan(
     )
     report.options.update(configuration=configuration, in_channels=spec.in_channels, num_classes=spec.num_classes,
                           architecture=spec.arch)
+    if isinstance(plans, (str, os.PathLike)):
+        report.options["plans_file"] = os.fspath(plans)  # named in the low-share warning's `zoo plan` command
     load_into(target, tensors, seed=seed)
     target.transfer_report = report
     target.pretrained_cfg = entry
