@@ -17,6 +17,14 @@ run therefore uses a 48 x 96 x 96 patch (same plan and topology, a multiple of t
 1 minute in all); ``--patch 80 192 160`` measures the full patch (several minutes, >20 GB for UNet++).
 
     python benchmarks/unetpp.py [--patch 48 96 96] [--batch 1] [--threads 2] [--repeats 1] [--json out.json]
+
+``--plan-memory [PLANS]`` instead compares the two plans of one data set (default: the demo plan
+``zoo/assets/demo/nnUNetPlans.json`` with its ``dataset.json``): peak memory of one training step (forward +
+backward, deep supervision, nnU-Net's multi-scale outputs) of PlainConvUNet at the plain plan's patch and batch
+and of NestedUNet at the patch and batch ``zoo plan --arch unetpp`` plans (``zoo.nnunet.planner``), each in a
+fresh subprocess on CPU, with the ratio against the 1.2x target::
+
+    python benchmarks/unetpp.py --plan-memory [PLANS] [-c 3d_fullres] [--threads 2]
 """
 
 from __future__ import annotations
@@ -121,6 +129,65 @@ def run_child(arch: str, mode: str | None, args: argparse.Namespace, device: str
     return json.loads(line[len("RESULT "):])
 
 
+PLAN_CHILD = r'''
+import json, sys
+import torch
+P = json.loads(sys.argv[1])
+sys.path.insert(0, P["root"])
+from zoo.archs import build_architecture
+torch.set_num_threads(P["threads"])
+torch.manual_seed(0)
+net = build_architecture(P["arch"], in_channels=P["in_channels"], num_classes=P["num_classes"],
+                         deep_supervision=True, **P["arch_kwargs"])
+x = torch.randn(P["batch"], P["in_channels"], *P["patch"])
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = peak_mb()
+outputs = net(x)
+loss = sum(o.float().mean() for o in outputs)
+loss.backward()
+print("RESULT " + json.dumps({"peak_mib": peak_mb() - base}))
+'''
+
+
+def plan_memory(plans_path: str, configuration: str, threads: int) -> dict:
+    """Peak memory of a training step: PlainConvUNet on the plain plan, NestedUNet on ``zoo plan --arch unetpp``'s."""
+    sys.path.insert(0, str(ROOT))
+    from zoo.nnunet.plan_rewrite import rewrite_plan
+    from zoo.nnunet.plans import arch_for_configuration
+
+    plans = json.loads(Path(plans_path).read_text())
+    dataset_json = Path(plans_path).with_name("dataset.json")
+    num_classes = len(json.loads(dataset_json.read_text())["labels"]) if dataset_json.is_file() else 2
+    unetpp = rewrite_plan(None, plans, configuration, arch="unetpp")
+    rows = {}
+    for label, arch, p in (("PlainConvUNet (plain plan)", "plain_conv_unet", plans),
+                           ("NestedUNet (unetpp plan)", "nested_unet", unetpp)):
+        spec = arch_for_configuration(p, configuration, in_channels=1, num_classes=2)
+        conf = p["configurations"][configuration]
+        in_channels = len(conf.get("normalization_schemes") or [0])
+        params = {"root": str(ROOT), "threads": threads, "arch": arch, "arch_kwargs": spec.arch_kwargs,
+                  "in_channels": in_channels, "num_classes": num_classes, "patch": conf["patch_size"],
+                  "batch": conf["batch_size"]}
+        proc = subprocess.run([sys.executable, "-c", MEMORY_PRELUDE + textwrap.dedent(PLAN_CHILD), json.dumps(params)],
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        if proc.returncode != 0:
+            raise RuntimeError(f"{label} failed:\n{proc.stderr[-3000:]}")
+        line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+        rows[label] = {"patch": conf["patch_size"], "batch": conf["batch_size"],
+                       **json.loads(line[len("RESULT "):])}
+    plain, nested = rows.values()
+    ratio = nested["peak_mib"] / plain["peak_mib"]
+    print(f"\n{plans_path} [{configuration}], CPU, {threads} thread(s): peak memory of one training step")
+    for label, r in rows.items():
+        print(f"{label:<28} patch {' x '.join(map(str, r['patch'])):<16} batch {r['batch']:<3} "
+              f"{r['peak_mib'] / 1024:7.2f} GiB")
+    print(f"UNet++ plan / plain plan = {ratio:.2f}x (target <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'}); "
+          f"estimates: {unetpp['medzoo_unetpp_plan']['estimate_unetpp_step']:,} vs "
+          f"{unetpp['medzoo_unetpp_plan']['estimate_plain_step']:,} feature-map voxels")
+    return {"plans": str(plans_path), "configuration": configuration, "rows": rows, "ratio": ratio}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patch", type=int, nargs=3, default=[48, 96, 96], help="z y x (default 48 96 96)")
@@ -129,7 +196,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=1, help="timed training steps per network (median)")
     parser.add_argument("--no-branches", action="store_true", help="skip the pruned-branch inference timings")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--plan-memory", nargs="?", const=str(ROOT / "zoo" / "assets" / "demo" / "nnUNetPlans.json"),
+                        metavar="PLANS", help="compare the plain plan with zoo plan --arch unetpp's (peak memory)")
+    parser.add_argument("-c", "--configuration", default="3d_fullres", help="with --plan-memory")
     args = parser.parse_args(argv)
+    if args.plan_memory:
+        results = plan_memory(args.plan_memory, args.configuration, args.threads)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        return results
     sys.path.insert(0, str(ROOT))
     from zoo.entries.genesis import LUNG_PLAN_ARCH_KWARGS
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent / "zoo"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("zoo._version", "zoo.errors", "zoo.options", "zoo._lazy", "zoo.json_file", "zoo.state_dict",
               "zoo.io", "zoo.transforms", "zoo.adapt.kernels")),
-    ("registry", ("zoo.entry", "zoo.entries", "zoo.registry")),
+    ("registry", ("zoo.entry", "zoo.entries", "zoo.registry", "zoo.data_config")),
     ("archs", ("zoo.archs",)),
     ("hub/convert", ("zoo.hub", "zoo.convert", "zoo.model_dir", "zoo.model_config")),
     ("weights", ("zoo.weights", "zoo.mirror")),

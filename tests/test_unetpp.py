@@ -408,8 +408,11 @@ def test_zoo_plan_arch_unetpp_keeps_the_topology_and_nnunet_trains_the_export(lu
     conf = new["configurations"]["3d_fullres"]
     assert conf["architecture"]["network_class_name"] == NNUNET_CLASS_PATH
     assert conf["architecture"]["arch_kwargs"] == plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
-    assert {k: v for k, v in conf.items() if k != "architecture"} == {
-        k: v for k, v in plans["configurations"]["3d_fullres"].items() if k != "architecture"}  # data untouched
+    sized = ("architecture", "patch_size", "batch_size")   # re-sized for UNet++ (tests/test_unetpp_planner.py)
+    assert {k: v for k, v in conf.items() if k not in sized} == {
+        k: v for k, v in plans["configurations"]["3d_fullres"].items() if k not in sized}  # data untouched
+    assert new["medzoo_unetpp_plan"]["patch_size_before"] == plans["configurations"]["3d_fullres"]["patch_size"]
+    assert new["medzoo_unetpp_plan"]["estimate_unetpp_step"] <= new["medzoo_unetpp_plan"]["estimate_plain_step"]
     assert new["plans_name"] == "nnUNetPlans_unetpp"
     assert new["medzoo_architecture"]["network_class_name_before"] == DNA_PLAIN
     pm = PlansManager(str(out))
@@ -491,7 +494,9 @@ def test_unetpp_liver_entry_refuses_pretrained_and_initialises_from_genesis(lung
     assert ref["architecture"]["arch_kwargs"] == json.loads(json.dumps(LIVER_PLAN_ARCH_KWARGS))
     assert ref["architecture"]["network_class_name"] == NNUNET_CLASS_PATH
     liver = plans_for(LIVER_PLAN_ARCH_KWARGS, ref["patch_size"])
-    assert compare_with_reference(rewrite_plan(None, liver, arch="unetpp")) == {}
+    # zoo plan --arch unetpp now re-sizes the patch for UNet++ (zoo/nnunet/planner.py); the recipe's reference
+    # patch is the plain plan's
+    assert set(compare_with_reference(rewrite_plan(None, liver, arch="unetpp"))) <= {"patch_size"}
     assert set(compare_with_reference(liver)) == {"network_class_name"}
     with pytest.raises(AdaptationError, match="nnU-Net state_dict keys"):
         zoo.load("unetpp-liver", init="med3d-resnet10", cache_dir=lung_cache)

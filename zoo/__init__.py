@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _LAZY = {
     "load": "zoo.loading",
+    "data_config": "zoo.data_config",
     "build_model": "zoo.archs.build",
     "resolve_weights": "zoo.weights",
     "LoadReport": "zoo.loading",

@@ -49,22 +49,23 @@ class DemoResult:
     applied: list[str]
 
 
-def _centre_cube(array_zyx: np.ndarray, cube: tuple[int, int, int]) -> np.ndarray:
-    starts = [(s - c) // 2 for s, c in zip(array_zyx.shape, cube)]
-    return array_zyx[tuple(slice(s, s + c) for s, c in zip(starts, cube))]
-
-
-def restore_cube(model: torch.nn.Module, cube01: np.ndarray,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+def restore_cube(model: torch.nn.Module, cube01: np.ndarray, seed: int = 0,
+                 config=None) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
     """Damage ``cube01`` (Z, Y, X) in [0, 1] with the Genesis transforms and restore it with ``model``.
 
-    The input is z-scored as the demo network was trained (HU -> (HU - mean) / std). Returns
+    The damaged cube goes back to HU (``x * 2000 - 1000``) and into the network through
+    :func:`zoo.io.model_input.model_input` with ``config`` (default: the model's own
+    :func:`~zoo.io.model_input.resolve_data_config`; for the demo network the Genesis nnU-Net CT z-score,
+    ``(HU - mean) / std``, axis order ``zyx``). Returns
     ``(damaged, restored, applied, target)``, all (Z, Y, X) in [0, 1] (``target``: the clean cube after the
     same flips as ``damaged``); ``applied`` names the transforms drawn.
     Seeds from ``seed`` upwards are tried until at least one corruption besides a flip is drawn.
     """
-    from .entries.genesis import GENESIS_NNUNET_CT_MEAN, GENESIS_NNUNET_CT_STD
+    from .io import Volume
+    from .io.model_input import model_input, resolve_data_config
     from .transforms.genesis import genesis_corrupt
+
+    config = config if config is not None else resolve_data_config(model)
 
     clean = torch.from_numpy(np.ascontiguousarray(cube01, dtype=np.float32))[None, None]
     for s in range(seed, seed + 100):
@@ -72,7 +73,8 @@ def restore_cube(model: torch.nn.Module, cube01: np.ndarray,
         applied = [k for k in ("shuffled", "nonlinear", "inpainted", "outpainted") if bool(result.applied[k][0])]
         if applied:
             break
-    x = (result.damaged * 2000.0 - 1000.0 - GENESIS_NNUNET_CT_MEAN) / GENESIS_NNUNET_CT_STD
+    hu = Volume(result.damaged[0].numpy() * 2000.0 - 1000.0, config.spacing_zyx or (1.0, 1.0, 1.0), modality="CT")
+    x = model_input(hu, None, config)          # at the model's spacing already: normalised, no resampling
     model.eval()
     with torch.no_grad():
         restored = torch.sigmoid(model(x))[:, :1]
@@ -84,7 +86,8 @@ def run_demo(out_dir: str | os.PathLike = "medzoo-demo", *, seed: int = 0, progr
     """Run the three steps above, writing into ``out_dir``; returns what was written and measured."""
     from .loading import load
     from .weights import LicenseWarning
-    from .io import normalize, read_volume, resample
+    from .io import read_volume
+    from .io.model_input import model_input, resolve_data_config
     from .nnunet.export import export_nnunet
     from .viz import save_panels
 
@@ -113,10 +116,12 @@ def run_demo(out_dir: str | os.PathLike = "medzoo-demo", *, seed: int = 0, progr
     log(f"   wrote {weights} ({exported.keys} keys) for nnUNetv2_train -pretrained_weights")
     log(f"   per-tensor report: {report_path} and {out / 'transfer_report.txt'}")
 
+    # the entry's data config: its spacing, axis order and patch; the Genesis transforms need [0, 1], so the
+    # clean cube is cut with the genesis_ct scale and the damaged one re-normalised with the model's own scheme
+    config = resolve_data_config(entry)
     volume = read_volume(DEMO_CT, modality="CT")
-    volume = normalize(resample(volume, entry.input.spacing_mm), "genesis_ct")
-    cube = _centre_cube(volume.array, tuple(entry.input.patch_size))
-    damaged, restored, applied, target = restore_cube(model, cube, seed)
+    cube = model_input(volume, None, config.with_intensity("genesis_ct"), crop_or_pad="patch")[0, 0].numpy()
+    damaged, restored, applied, target = restore_cube(model, cube, seed, config)
     mse_damaged = float(np.mean((damaged - target) ** 2))
     mse_restored = float(np.mean((restored - target) ** 2))
     z = cube.shape[0] // 2

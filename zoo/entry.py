@@ -9,6 +9,7 @@ collects them into the table behind ``zoo.list_models`` / ``zoo.get_entry`` and 
 | :class:`CheckpointSource` | where the upstream checkpoint lives, its :data:`CheckpointFormat`, hashes |
 | :class:`License`     | licence of record of the weights                                           |
 | :class:`InputContract` | channels, modality, axis order, intensity, spacing, patch                |
+| :class:`Normalization` | the intensity normalisation of the input, machine-readable               |
 | :class:`OutputContract` | what forward returns: logits, probabilities or features, activation, target |
 | :class:`Pretraining` | data and method of pretraining, recipe                                     |
 | :class:`Paper`       | citation                                                                   |
@@ -101,6 +102,61 @@ class CheckpointSource:
         return "sha256 not yet recorded: verified against the Hub's LFS hash (blob name) on download"
 
 
+#: intensity normalisation schemes of :class:`Normalization`
+NormalizationScheme = Literal["ct_zscore", "ct_clip_scale", "zscore"]
+#: the names of :data:`NormalizationScheme`
+NORMALIZATION_SCHEMES: tuple[NormalizationScheme, ...] = get_args(NormalizationScheme)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """The intensity normalisation of the pretraining input, machine-readable (``zoo adapt`` compares it with
+    a plan's; ``zoo plan --match-input`` writes it into one).
+
+    ``"ct_zscore"`` and ``"ct_clip_scale"`` are fixed maps of raw intensities (HU): clip to ``clip``, then
+    ``(x - mean) / std`` (nnU-Net's ``CTNormalization`` with fixed statistics; ``ct_clip_scale`` is the case
+    ``mean = clip[0]``, ``std = clip[1] - clip[0]``: a scale to [0, 1]). ``"zscore"`` is a per-volume z-score
+    (nnU-Net's ``ZScoreNormalization``), over the foreground (non-zero voxels) when ``foreground`` is true.
+    """
+
+    scheme: NormalizationScheme
+    mean: float | None = None
+    std: float | None = None
+    clip: tuple[float, float] | None = None
+    foreground: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scheme not in NORMALIZATION_SCHEMES:
+            raise ValueError(f"normalization scheme must be one of {NORMALIZATION_SCHEMES}, got {self.scheme!r}")
+        if self.clip is not None:
+            object.__setattr__(self, "clip", (float(self.clip[0]), float(self.clip[1])))
+            if not self.clip[0] < self.clip[1]:
+                raise ValueError(f"normalization clip must be (low, high) with low < high, got {self.clip}")
+        if self.fixed:
+            if self.mean is None or self.std is None or self.clip is None or not self.std > 0:
+                raise ValueError(f"normalization {self.scheme!r} needs mean, std > 0 and clip")
+        elif self.mean is not None or self.std is not None:
+            raise ValueError("a per-volume z-score has no fixed mean or std")
+
+    @property
+    def fixed(self) -> bool:
+        """True for a fixed clip + affine map (reproducible by nnU-Net's CTNormalization)."""
+        return self.scheme != "zscore"
+
+    @property
+    def nnunet_scheme(self) -> str:
+        """The nnU-Net normalisation class that reproduces it."""
+        return "CTNormalization" if self.fixed else "ZScoreNormalization"
+
+    @property
+    def describe(self) -> str:
+        """One line: what happens to a raw intensity x."""
+        if not self.fixed:
+            return "per-volume z-score" + (" over the foreground (non-zero voxels)" if self.foreground else "")
+        assert self.clip is not None
+        return f"clip [{self.clip[0]:g}, {self.clip[1]:g}], then (x - ({self.mean:g})) / {self.std:g}"
+
+
 @dataclass(frozen=True)
 class InputContract:
     """What the network expects as input.
@@ -108,6 +164,7 @@ class InputContract:
     ``axis_order`` names the three spatial axes of the input tensor (N, C, a0, a1, a2): ``"xyz"`` for Models
     Genesis cubes (z last), ``"zyx"`` for nnU-Net / MONAI numpy order. ``spacing_mm`` is in that axis order
     (``None``: native spacing, no resampling). ``patch_size`` is the pretraining patch in that axis order.
+    ``normalization`` is ``intensity`` in machine-readable form, where known.
     """
 
     in_channels: int
@@ -118,8 +175,11 @@ class InputContract:
     spacing_mm: tuple[float, ...] | None = None
     channel_names: tuple[str, ...] = ()
     divisible_by: int = 1
+    normalization: Normalization | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.normalization, Mapping):  # read back from a model folder's config.json
+            object.__setattr__(self, "normalization", Normalization(**self.normalization))
         if sorted(self.axis_order) != ["x", "y", "z"]:
             raise ValueError(f"axis_order must be a permutation of 'xyz', got {self.axis_order!r}")
 
@@ -256,6 +316,9 @@ __all__ = [
     "License",
     "ModelEntry",
     "NEW_HEAD_LOGITS",
+    "NORMALIZATION_SCHEMES",
+    "Normalization",
+    "NormalizationScheme",
     "OUTPUT_KINDS",
     "OutputContract",
     "OutputKind",

@@ -63,6 +63,27 @@ def _sequence_of(check: Callable[[Any], bool], max_len: int | None = None) -> Ca
     return check_all
 
 
+def _is_normalization(value: Any) -> bool:
+    """null, or an object that makes a valid :class:`zoo.entry.Normalization` (finite numbers, known scheme)."""
+    from .entry import Normalization
+
+    if value is None:
+        return True
+    if not isinstance(value, Mapping) or not set(value) <= {f.name for f in dataclasses.fields(Normalization)}:
+        return False
+    finite = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))  # noqa: E731
+    clip = value.get("clip")
+    if not (finite(value.get("mean")) and finite(value.get("std")) and isinstance(value.get("foreground", False), bool)
+            and (clip is None or (isinstance(clip, list) and len(clip) == 2 and all(finite(c) and c is not None
+                                                                                    for c in clip)))):
+        return False
+    try:
+        Normalization(**value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 #: annotation of a registry dataclass field -> (check, what it wants)
 _FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "str": (lambda v: isinstance(v, str), "a string"),
@@ -74,6 +95,7 @@ _FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tuple[float, ...] | None": (lambda v: v is None or _sequence_of(_is_positive_number, MAX_AXES)(v),
                                  f"null or a list of at most {MAX_AXES} positive finite numbers"),
     "tuple[str, ...]": (_sequence_of(lambda x: isinstance(x, str)), "a list of strings"),
+    "Normalization | None": (_is_normalization, "null or a normalization object (scheme, mean, std, clip, foreground)"),
 }
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -64,6 +65,13 @@ NNUNET_CLASS_PATH = "zoo.archs.nested_unet.NestedUNet"
 def node_name(i: int, j: int) -> str:
     """Module name of node ``X(i, j)`` in ``decoder.nodes`` / ``decoder.transpconvs`` / ``decoder.seg_layers``."""
     return f"x{i}_{j}"
+
+
+def _stacked_feature_map_size(block: StackedConvBlocks, input_size: Sequence[int]) -> np.int64:
+    """DNA's ``StackedConvBlocks.compute_conv_feature_map_size``: each conv's output, channels x voxels (the
+    first conv strides, same padding)."""
+    size = [v // k for v, k in zip(input_size, block.initial_stride)]
+    return np.int64(len(block.convs)) * np.int64(block.output_channels) * np.prod(size, dtype=np.int64)
 
 
 def _check_branch(branch: Any, depth: int) -> int | None:
@@ -121,6 +129,25 @@ class NestedUNetDecoder(nn.Module):
         self.deep_supervision = deep_supervision
         self.deep_supervision_mode = _check_mode(deep_supervision_mode)
         self.branch = _check_branch(branch, depth)
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
+        """The decoder's share of :meth:`NestedUNet.compute_conv_feature_map_size`; ``input_size`` is the
+        encoder's input (as in DNA's ``UNetDecoder``)."""
+        sizes = [[int(v) for v in input_size]]
+        for stride in self.encoder.strides[1:]:
+            sizes.append([v // k for v, k in zip(sizes[-1], stride)])
+        features = list(self.encoder.output_channels)
+        L = self.depth
+        total = np.int64(0)
+        for j in range(1, L + 1):
+            for i in range(L - j + 1):
+                voxels = np.prod(sizes[i], dtype=np.int64)
+                total += _stacked_feature_map_size(self.nodes[node_name(i, j)], sizes[i])
+                total += np.int64(features[i]) * voxels  # transposed conv output
+        heads = self.output_nodes() if self.deep_supervision else [(0, L)]
+        for i, _ in heads:
+            total += np.int64(self.num_classes) * np.prod(sizes[i], dtype=np.int64)
+        return total
 
     # ------------------------------------------------------------------------------------------ structure
     def output_nodes(self) -> list[tuple[int, int]]:
@@ -232,6 +259,27 @@ class NestedUNet(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """The bottleneck feature map (N, features_per_stage[-1], *patch / prod(strides))."""
         return self.encoder(x)[-1]
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
+        """nnU-Net's memory estimate (``ExperimentPlanner.static_estimate_VRAM_usage``) for ``input_size`` (the
+        patch, spatial axes only), counted as dynamic-network-architectures counts PlainConvUNet's: every conv's
+        output (``channels x voxels``) in the encoder and in every node ``X(i, j)``, every transposed conv's output
+        and the segmentation outputs (all of :meth:`NestedUNetDecoder.output_nodes` with deep supervision, else
+        the last node's). Like DNA's count it leaves out the concatenations (and weights), which nnU-Net's
+        reference value absorbs; about 3.2x PlainConvUNet's for nnU-Net's default 3D topologies."""
+        return self.encoder_feature_map_size(input_size) + self.decoder.compute_conv_feature_map_size(input_size)
+
+    def encoder_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
+        """The encoder's share of :meth:`compute_conv_feature_map_size` (DNA's ``PlainConvEncoder`` count)."""
+        enc = self.encoder
+        if len(input_size) != len(enc.strides[0]):
+            raise ValueError(f"input_size must be the {len(enc.strides[0])} spatial sizes (no batch or channel axis), "
+                             f"got {list(input_size)}")
+        size, total = [int(v) for v in input_size], np.int64(0)
+        for s, stage in enumerate(enc.stages):
+            total += _stacked_feature_map_size(stage[-1], size)
+            size = [v // k for v, k in zip(size, enc.strides[s])]
+        return total
 
     @staticmethod
     def initialize(module: nn.Module) -> None:

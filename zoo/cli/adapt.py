@@ -7,6 +7,7 @@ Wired into ``zoo`` by :func:`add_subcommands` (called from :func:`zoo.cli.build_
     zoo plan NAME --plans nnUNetPlans.json -o nnUNetPlans_NAME.json [-c 3d_fullres]
     zoo plan --plans nnUNetPlans.json --arch unetpp -o nnUNetPlans_unetpp.json [-c 3d_fullres]
     zoo plan NAME --plans nnUNetPlans.json --arch unetpp -o nnUNetPlans_NAME_unetpp.json
+    zoo plan NAME --plans nnUNetPlans.json -o nnUNetPlans_NAME.json --match-input [--match-spacing]
 
 Errors are :class:`zoo.errors.ZooError` subclasses (``zoo`` prints them and exits with status 2); nothing is
 written when a command fails. No output may be one of the inputs (plans, dataset.json, checkpoint, model folder);
@@ -79,6 +80,16 @@ def _default_classes(args: argparse.Namespace) -> None:
         args.num_classes = entry.num_classes or 2
 
 
+def _input_contract(args: argparse.Namespace, report: Any) -> None:
+    """Print the checkpoint's input contract beside the plan's (after the transfer headline) and keep it in the
+    report's options (``input_contract`` in the JSON report)."""
+    from ..nnunet.input_contract import compare_input
+
+    comparison = compare_input(args.name, args.plans, args.configuration)
+    report.options["input_contract"] = comparison.to_dict()
+    print(comparison.text)
+
+
 def cmd_adapt(args: argparse.Namespace) -> int:
     from ..nnunet.export import adapt_to_plan
 
@@ -87,6 +98,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     _, report = adapt_to_plan(args.name, args.plans, args.configuration, args.dataset_json, seed=args.seed,
                               **_options(args))
     print(report if args.verbose else report.summary(args.plans))
+    _input_contract(args, report)
     if not args.verbose:
         print("(--verbose prints the table of every tensor)")
     if args.report:
@@ -103,6 +115,9 @@ def cmd_export_nnunet(args: argparse.Namespace) -> int:
     result = export_nnunet(args.name, args.plans, args.dataset_json, args.configuration, args.output,
                            report_path=args.report, seed=args.seed, **_options(args))
     print(result.report if args.verbose else result.report.summary(args.plans))
+    _input_contract(args, result.report)
+    if args.report:  # again, with the input contract
+        result.report.to_json(args.report)
     print(f"wrote {result.path} ({result.keys} keys, {result.bytes / 2**20:.1f} MiB of weights)")
     from ..nnunet.plans import load_plans
 
@@ -111,25 +126,30 @@ def cmd_export_nnunet(args: argparse.Namespace) -> int:
 
 
 def train_hint(plans: dict, configuration: str, pretrained: Any = None) -> str:
-    """The ``nnUNetv2_train`` command for ``plans`` / ``configuration``, printed by ``zoo export-nnunet`` and
-    ``zoo plan``: for a UNet++ configuration with ``-tr nnUNetTrainerUNetPlusPlus`` and the
-    ``nnUNet_extTrainer`` export that lets nnU-Net find it. ``pretrained``: the ``-pretrained_weights`` file
-    (``None``: a placeholder to fill from ``zoo export-nnunet``)."""
+    """The ``nnUNetv2_train`` commands for ``plans`` / ``configuration``, printed by ``zoo export-nnunet`` and
+    ``zoo plan``: fine-tuning with ``-tr nnUNetTrainerFinetune`` (nnunetv2's ``nnUNetTrainer_warmup`` schedule:
+    linear warm-up of the whole network, then poly; resumable), for a UNet++ configuration with
+    ``-tr nnUNetTrainerUNetPlusPlus``, and the ``nnUNet_extTrainer`` export that lets nnU-Net find medzoo's
+    trainers; then the quick smoke run (``nnUNetTrainerQuick`` /
+    ``nnUNetTrainerUNetPlusPlusQuick``). ``pretrained``: the ``-pretrained_weights`` file (``None``: a
+    placeholder to fill from ``zoo export-nnunet``)."""
     from ..archs.nested_unet import NNUNET_CLASS_PATH
     from ..nnunet.plans import configuration_architecture
+    from ..nnunet.trainers import EXT_DIR
 
     unetpp = configuration_architecture(plans, configuration).get("network_class_name") == NNUNET_CLASS_PATH
     weights = (f"-pretrained_weights {pretrained}" if pretrained is not None
                else "[-pretrained_weights FILE from zoo export-nnunet on these plans]")
     command = (f"nnUNetv2_train {plans.get('dataset_name', 'DATASET')} {configuration} FOLD "
                f"-p {plans.get('plans_name', 'nnUNetPlans')}")
-    if not unetpp:
-        return f"train with: {command} {weights}"
-    from ..nnunet.trainers import EXT_DIR
-
-    return (f"train (medzoo must be installed where nnU-Net runs):\n"
+    trainer = "nnUNetTrainerUNetPlusPlus" if unetpp else "nnUNetTrainerFinetune"
+    what = ("UNet++ deep supervision" if unetpp
+            else "fine-tuning: linear warm-up of the whole network for 50 epochs, then poly")
+    return (f"train ({what}; medzoo must be installed where nnU-Net runs):\n"
             f"  export nnUNet_extTrainer={EXT_DIR}\n"
-            f"  {command} -tr nnUNetTrainerUNetPlusPlus {weights}")
+            f"  {command} -tr {trainer} {weights}\n"
+            f"quick smoke run first (a few iterations, loss per iteration; ZOO_QUICK_ITERS / ZOO_QUICK_EPOCHS): "
+            f"-tr {trainer.replace('Finetune', '')}Quick")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -142,12 +162,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         "topology, makes the network a UNet++)")
     order = {"source_axis_order": "zyx", "target_axis_order": "zyx"} if args.no_permute else {}
     new = rewrite_plan(args.name, args.plans, args.configuration, output=args.output, plans_name=args.plans_name,
-                       arch=args.arch, **order)
+                       arch=args.arch, match_input=args.match_input, match_spacing=args.match_spacing,
+                       keep_topology=args.keep_topology, **order)
     conf = new["configurations"][args.configuration]
     architecture = conf["architecture"]
     arch = architecture["arch_kwargs"]
     topology = (f"{arch['n_stages']} stages, features {arch['features_per_stage']}, strides {arch['strides']}")
-    if args.name is not None:
+    if args.keep_topology:
+        print(f"wrote {args.output}: configuration {args.configuration!r} keeps its network "
+              f"({architecture['network_class_name']}, {topology}); plans name {new.get('plans_name')!r}")
+    elif args.name is not None:
         print(f"wrote {args.output}: configuration {args.configuration!r} now has {args.name}'s topology "
               f"({topology}) as {architecture['network_class_name']}, patch size "
               f"{new['medzoo_pretrained']['patch_size_before']} -> {conf['patch_size']}; plans name "
@@ -156,6 +180,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: configuration {args.configuration!r} now builds "
               f"{architecture['network_class_name']} ({topology}, unchanged); preprocessed data reused; plans name "
               f"{new.get('plans_name')!r}")
+    if args.match_input:
+        from ..nnunet.input_contract import compare_input
+
+        record = new["medzoo_input"]
+        for change in record["changed"]:
+            print(f"  {change['key']}: {change['before']} -> {change['after']}")
+        print(f"  {record['note']}")
+        if "preprocess" in record:
+            print(f"  data_identifier {record['data_identifier']!r}: {record['preprocess']}")
+        print(compare_input(args.name, new, args.configuration).text)
     print(train_hint(new, args.configuration))
     return 0
 
@@ -198,4 +232,11 @@ def add_subcommands(subparsers: Any) -> None:
                         "unet = nnU-Net's PlainConvUNet; without NAME the plan's own topology is kept")
     p.add_argument("--plans-name", help="plans_name to record (default: the output file's stem)")
     p.add_argument("--no-permute", action="store_true", help="ignore the checkpoint's axis order")
+    p.add_argument("--match-input", action="store_true",
+                   help="also rewrite the normalisation (schemes, intensity properties) so that nnU-Net's "
+                        "preprocessing reproduces the checkpoint's pretraining input (new data_identifier)")
+    p.add_argument("--match-spacing", action="store_true",
+                   help="with --match-input: also set the configuration's spacing to the checkpoint's")
+    p.add_argument("--keep-topology", action="store_true",
+                   help="with --match-input: keep the plan's own network, rewrite only its input side")
     add_force_option(p, "the output plans file")

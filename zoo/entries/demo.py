@@ -10,6 +10,7 @@ from ..entry import CheckpointSource, InputContract, License, ModelEntry, Output
 from .genesis import (
     GENESIS_NNUNET_CT_MEAN,
     GENESIS_NNUNET_CT_STD,
+    GENESIS_NNUNET_NORMALIZATION,
     GENESIS_PAPER,
     GENESIS_RESTORED,
     GENESIS_RESTORATION,
@@ -67,6 +68,7 @@ GENESIS_CT_DEMO = ModelEntry(
         spacing_mm=(1.5, 1.0, 1.0),
         channel_names=("CT",),
         divisible_by=4,
+        normalization=GENESIS_NNUNET_NORMALIZATION,
     ),
     pretraining=Pretraining(
         data="pyradiomics lung1 (chest CT) and InVesalius Cranium (head CT); validation on pyradiomics lung2",

@@ -1,6 +1,6 @@
 """Models Genesis (Zhou et al.): the UNet3D of the paper and the pretrained nnU-Net of Bajpai (2021)."""
 
-from ..entry import CheckpointSource, InputContract, ModelEntry, OutputContract, Paper, Pretraining
+from ..entry import CheckpointSource, InputContract, ModelEntry, Normalization, OutputContract, Paper, Pretraining
 from ._licenses import ASU_NONCOMMERCIAL
 
 GENESIS_PAPER = Paper(
@@ -27,6 +27,10 @@ GENESIS_PAPER = Paper(
 #: the CT z-score of the Models Genesis nnU-Net input, (HU - mean) / std (MrGiovanni/ModelsGenesis
 #: competition/Genesis_nnUNet.py; docs/pretraining-recipes.md section 1.4)
 GENESIS_NNUNET_CT_MEAN, GENESIS_NNUNET_CT_STD = -775.8457, 251.9326
+#: the Models Genesis nnU-Net input: HU in [-1000, 1000] (its cubes are stored as (HU + 1000) / 2000), then the
+#: z-score above
+GENESIS_NNUNET_NORMALIZATION = Normalization(
+    scheme="ct_zscore", mean=GENESIS_NNUNET_CT_MEAN, std=GENESIS_NNUNET_CT_STD, clip=(-1000.0, 1000.0))
 
 GENESIS_RESTORATION = (
     "Models Genesis restoration: 64x64x32 cubes damaged by non-linear intensity, local pixel shuffling and "
@@ -81,6 +85,7 @@ GENESIS_CHEST_CT = ModelEntry(
         spacing_mm=None,
         channel_names=("CT",),
         divisible_by=8,
+        normalization=Normalization(scheme="ct_clip_scale", mean=-1000.0, std=2000.0, clip=(-1000.0, 1000.0)),
     ),
     pretraining=Pretraining(
         data="LUNA16 chest CT (623 scans), cubes cut at native spacing",
@@ -129,6 +134,7 @@ GENESIS_CHEST_CT_NNUNET_LUNG = ModelEntry(
         spacing_mm=None,
         channel_names=("CT",),
         divisible_by=32,
+        normalization=GENESIS_NNUNET_NORMALIZATION,
     ),
     pretraining=Pretraining(
         data="LUNA16 chest CT, 64 cubes per scan at native spacing",

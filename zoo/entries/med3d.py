@@ -6,7 +6,7 @@ shown on each file's page), tabulated in docs/upstream-checkpoints.md section 3.
 yet recorded are verified against the Hub's LFS hash on download.
 """
 
-from ..entry import CheckpointSource, InputContract, ModelEntry, OutputContract, Paper, Pretraining
+from ..entry import CheckpointSource, InputContract, ModelEntry, Normalization, OutputContract, Paper, Pretraining
 from ._licenses import MIT
 
 MED3D_PAPER = Paper(
@@ -65,6 +65,7 @@ _INPUT = InputContract(
     spacing_mm=None,
     channel_names=("image",),
     divisible_by=8,
+    normalization=Normalization(scheme="zscore", foreground=True),
 )
 
 

@@ -1,6 +1,6 @@
 """SuPreM (Li, Yuille, Zhou; ICLR 2024): supervised pretraining on AbdomenAtlas 1.1 (CC BY-NC-ND 4.0)."""
 
-from ..entry import CheckpointSource, InputContract, ModelEntry, OutputContract, Paper, Pretraining
+from ..entry import CheckpointSource, InputContract, ModelEntry, Normalization, OutputContract, Paper, Pretraining
 from ._licenses import CC_BY_NC_ND
 
 SUPREM_UNET = ModelEntry(
@@ -28,6 +28,7 @@ SUPREM_UNET = ModelEntry(
         spacing_mm=(1.5, 1.5, 1.5),
         channel_names=("CT",),
         divisible_by=8,
+        normalization=Normalization(scheme="ct_clip_scale", mean=-175.0, std=425.0, clip=(-175.0, 250.0)),
     ),
     pretraining=Pretraining(
         data="AbdomenAtlas 1.1: 2,100 abdominal CT scans with 25 organ labels (from 9,262 annotated)",

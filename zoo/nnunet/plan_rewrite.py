@@ -71,10 +71,18 @@ def rewrite_plan(
     source_axis_order: str | None = None,
     target_axis_order: str | None = None,
     arch: str | None = None,
+    match_input: bool = False,
+    match_spacing: bool = False,
+    keep_topology: bool = False,
 ) -> dict:
     """Plans with ``configuration``'s architecture replaced by ``model``'s topology (see module docstring),
     under the network class of ``arch`` (``'unetpp'``, ``'unet'``; default: the checkpoint's class). With
     ``model=None``, ``arch`` is required and the plan's own topology is kept.
+
+    ``match_input`` also rewrites the normalisation (schemes and intensity properties) so that nnU-Net's
+    preprocessing reproduces the checkpoint's pretraining input, and ``match_spacing`` the configuration's
+    spacing to the checkpoint's (:func:`zoo.nnunet.input_contract.match_input`; recorded under ``medzoo_input``).
+    ``keep_topology`` (with ``match_input``) keeps the plan's own network and rewrites only its input side.
 
     ``plans_name`` sets the plans' ``plans_name`` (default: the stem of ``output``, else unchanged). The result
     is validated before ``output`` is written (atomically). Returns the new plans dict.
@@ -84,12 +92,22 @@ def rewrite_plan(
 
     if arch is not None:
         check_option("arch", arch, tuple(sorted(ARCH_CHOICES)), error=InvalidPlanOption)
+    if match_spacing and not match_input:
+        raise PlanError("match_spacing goes with match_input (--match-input --match-spacing)")
     if model is None:
+        if match_input:
+            raise PlanError("match_input needs a model: its pretraining input is written into the plan")
         if arch is None:
             raise PlanError("give a model (its topology replaces the plan's) or arch='unetpp' / 'unet' (keeps the "
                             "plan's topology, changes the network class)")
         return _swap_class(plans, configuration, ARCH_CHOICES[arch], output=output, plans_name=plans_name)
     entry, _ = resolve_entry(model)
+    if keep_topology:
+        if not match_input or arch is not None:
+            raise PlanError("keep_topology goes with match_input and no arch (--match-input --keep-topology): "
+                            "the plan keeps its network and gets the checkpoint's input")
+        return _match_input_only(entry, plans, configuration, output=output, plans_name=plans_name,
+                                 spacing=match_spacing)
     check_nnunet_keys(entry)
     new = load_plans(plans)
     conf = resolve_configuration(new, configuration)
@@ -126,8 +144,11 @@ def rewrite_plan(
         total = [t * v for t, v in zip(total, s)]
     new_patch = [_round_to_multiple(p, t) for p, t in zip(patch, total)]
 
+    before = configuration_architecture(new, configuration)["network_class_name"]
     _set_architecture(new, configuration, target_arch, kwargs, output=output, plans_name=plans_name)
     new["configurations"][configuration]["patch_size"] = new_patch
+    if target_arch == "nested_unet" and before != DNA_CLASSES["nested_unet"]:
+        _fit_unetpp(new, configuration)
     new["medzoo_pretrained"] = {
         "model": entry.name,
         "configuration": configuration,
@@ -139,6 +160,26 @@ def rewrite_plan(
     }
     if arch is not None:
         new["medzoo_architecture"] = _architecture_note(configuration, target_arch, None)
+    if match_input:
+        from .input_contract import match_input as _match_input
+
+        new["medzoo_input"] = _match_input(entry, new, configuration, spacing=match_spacing)
+    arch_for_configuration(new, configuration, in_channels=1, num_classes=2)  # validate what we would write
+    _write(new, output)
+    return copy.deepcopy(new)
+
+
+def _match_input_only(entry: Any, plans: Any, configuration: str, *, output: str | os.PathLike | None,
+                      plans_name: str | None, spacing: bool) -> dict:
+    """The plan with its own network, its normalisation (and with ``spacing`` its spacing) rewritten to the
+    checkpoint's pretraining input."""
+    from .input_contract import match_input as _match_input
+
+    new = load_plans(plans)
+    resolve_configuration(new, configuration)
+    new["medzoo_input"] = _match_input(entry, new, configuration, spacing=spacing)
+    if plans_name or output is not None:
+        new["plans_name"] = plans_name or Path(output).stem
     arch_for_configuration(new, configuration, in_channels=1, num_classes=2)  # validate what we would write
     _write(new, output)
     return copy.deepcopy(new)
@@ -200,6 +241,35 @@ def _swap_class(plans: Any, configuration: str, target_arch: str, *, output: str
             kwargs.pop(key, None)
     _set_architecture(new, configuration, target_arch, kwargs, output=output, plans_name=plans_name)
     new["medzoo_architecture"] = _architecture_note(configuration, target_arch, before)
+    if target_arch == "nested_unet" and before != DNA_CLASSES["nested_unet"]:
+        _fit_unetpp(new, configuration)
     arch_for_configuration(new, configuration, in_channels=1, num_classes=2)
     _write(new, output)
     return copy.deepcopy(new)
+
+
+def _fit_unetpp(plans: dict, configuration: str) -> None:
+    """Shrink ``configuration``'s patch / batch in place so that UNet++ fits where the plain U-Net plan fits
+    (:func:`zoo.nnunet.planner.fit_patch_and_batch`: nnU-Net's patch search with the NestedUNet's estimate, the
+    topology kept) and record before / after under ``medzoo_unetpp_plan``."""
+    from .planner import fit_patch_and_batch
+
+    conf = resolve_configuration(plans, configuration)
+    arch_kwargs = conf["architecture"]["arch_kwargs"]
+    patch, batch = list(conf["patch_size"]), int(conf.get("batch_size", 2))
+    median = conf.get("median_image_size_in_voxels")
+    channels = len(conf.get("normalization_schemes") or [0])
+    fit = fit_patch_and_batch(arch_kwargs, patch, batch, median, channels, 2)
+    plans["configurations"][configuration]["patch_size"] = fit["patch_size"]
+    plans["configurations"][configuration]["batch_size"] = fit["batch_size"]
+    plans["medzoo_unetpp_plan"] = {
+        "configuration": configuration,
+        "patch_size_before": patch,
+        "batch_size_before": batch,
+        **fit,
+        "note": ("patch / batch re-sized for UNet++ by nnU-Net's search (shrink the axis with the largest "
+                 "patch / median shape ratio by its total stride) until the NestedUNet's "
+                 "compute_conv_feature_map_size x batch is at most the plain U-Net's of the original plan; "
+                 "estimates in feature-map voxels, as nnU-Net's ExperimentPlanner. For a full nnU-Net plan: "
+                 "python -m zoo.nnunet.planner -d DATASET_ID (plans nnUNetPlans_unetpp)"),
+    }
