@@ -96,3 +96,30 @@ def test_console_script_is_installed():
         pytest.skip("the zoo console script is not on PATH (package not installed)")
     out = subprocess.run([exe, "info", "med3d-resnet34"], capture_output=True, text=True)
     assert out.returncode == 0 and "TencentMedicalNet/MedicalNet-Resnet34" in out.stdout
+
+
+def test_list_matches_words_anywhere_and_fits_100_columns(capsys):
+    assert main(["list", "resnet", "--json"]) == 0
+    names = json.loads(capsys.readouterr().out)
+    assert "med3d-resnet10" in names and "i3d-resnet50-imagenet" in names and "genesis-chest-ct" not in names
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and max(len(line) for line in lines) <= 100
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_licence_warning_is_one_line_without_a_source_line():
+    import warnings
+
+    import zoo
+    from zoo.weights import _WARNED, show_license_notice
+
+    entry = zoo.get_entry("genesis-chest-ct")
+    _WARNED.discard(entry.name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        show_license_notice(entry)
+    (w,) = caught
+    assert issubclass(w.category, zoo.LicenseWarning)
+    text = warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+    assert text.count("\n") == 1 and text.startswith("medzoo:0: LicenseWarning: genesis-chest-ct: ")

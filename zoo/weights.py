@@ -43,10 +43,15 @@ _WARNED: set[str] = set()
 
 
 def show_license_notice(entry: ModelEntry) -> None:
-    """Warn (:class:`LicenseWarning`) with the entry's licence notice, once per model and process."""
+    """Warn (:class:`LicenseWarning`) with the entry's licence notice, once per model and process.
+
+    The warning is attributed to ``medzoo`` rather than to a source line, so Python prints it as one line
+    (``medzoo:0: LicenseWarning: NAME: notice``) with no line of medzoo's code under it; warning filters on the
+    category (``-W ignore::zoo.LicenseWarning``) work as usual."""
     if entry.license.notice and entry.name not in _WARNED:
         _WARNED.add(entry.name)
-        warnings.warn(f"{entry.name}: {entry.license.notice}", LicenseWarning, stacklevel=3)
+        warnings.warn_explicit(f"{entry.name}: {entry.license.notice}", LicenseWarning, filename="medzoo", lineno=0,
+                               module="zoo")
 
 
 def resolve_entry(model: str | os.PathLike | ModelEntry) -> tuple[ModelEntry, Path | None]:

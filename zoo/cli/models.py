@@ -23,14 +23,27 @@ from .outputs import Target, add_force_option, cache_targets, guard_outputs
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    print(fmt.format(*header))
-    print(fmt.format(*["-" * w for w in widths]))
+    print(fmt.format(*header).rstrip())
+    print(fmt.format(*["-" * w for w in widths]).rstrip())
     for row in rows:
-        print(fmt.format(*row))
+        print(fmt.format(*row).rstrip())
+
+
+def list_pattern(pattern: str | None) -> str:
+    """``zoo list``'s pattern: shell wildcards as given; a plain word matches anywhere in the name
+    (``zoo list resnet`` is ``zoo list '*resnet*'``)."""
+    if not pattern:
+        return "*"
+    return pattern if any(ch in pattern for ch in "*?[") else f"*{pattern}*"
+
+
+def _licence_label(lic: registry.License) -> str:
+    """The licence's Hub id; ``other`` licences say where their terms are (``zoo info NAME``)."""
+    return lic.spdx if lic.spdx != "other" else "other (zoo info)"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    names = registry.list_models(args.pattern or "*", modality=args.modality, architecture=args.arch,
+    names = registry.list_models(list_pattern(args.pattern), modality=args.modality, architecture=args.arch,
                                  pretrained=True if args.pretrained else None)
     if args.json:
         print(json.dumps(names))
@@ -38,8 +51,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         e = registry.get_entry(name)
-        rows.append([name, e.architecture, e.input.modality, str(e.input.in_channels), e.license.display,
-                     "yes" if e.has_weights else "not published"])
+        rows.append([name, e.architecture, e.input.modality, str(e.input.in_channels), _licence_label(e.license),
+                     "yes" if e.has_weights else "no"])
     _print_table(rows, ["name", "architecture", "modality", "channels", "licence", "weights"])
     print(f"\n{len(rows)} models")
     return 0
@@ -136,7 +149,7 @@ def add_subcommands(subparsers: Any) -> None:
 
 
     p = add_command(subparsers, "list", cmd_list, "list registered models")
-    p.add_argument("pattern", nargs="?", help="shell wildcard, e.g. 'med3d-*'")
+    p.add_argument("pattern", nargs="?", help="shell wildcard ('med3d-*') or a word matched anywhere in the name ('resnet')")
     p.add_argument("--modality", help="CT or MR")
     p.add_argument("--arch", help="architecture name (wildcards allowed)")
     p.add_argument("--pretrained", action="store_true", help="only models with downloadable weights")
