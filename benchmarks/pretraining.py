@@ -33,6 +33,7 @@ from export.med3d.data import Case, Med3DDataset, foreground_bbox  # noqa: E402
 from export.med3d.train import Med3DTask  # noqa: E402
 from export.ssl3d.config import TASKS, preset as ssl_preset  # noqa: E402
 from export.ssl3d.encoders import encoder_spec  # noqa: E402
+from export.ssl3d.data import ArrayCubes  # noqa: E402
 from export.ssl3d.tasks import make_task  # noqa: E402
 
 ALL = ("med3d",) + TASKS
@@ -65,7 +66,7 @@ def _ssl_task(name: str, preset_name: str, batch: int | None):
         cfg.batch_size = batch
     spec = encoder_spec(cfg.encoder, features=cfg.features, dropout=cfg.dropout, norm_momentum=cfg.norm_momentum)
     cubes = np.random.default_rng(0).standard_normal((max(2 * cfg.batch_size, 4), 1, *(cfg.size,) * 3), dtype=np.float32)
-    return make_task(cfg, spec, cubes, cubes[: cfg.batch_size]), cfg
+    return make_task(cfg, spec, ArrayCubes(cubes, cubes[: cfg.batch_size])), cfg
 
 
 def measure(name: str, device: torch.device, preset_name: str, steps: int, batch: int | None) -> dict:
@@ -73,12 +74,12 @@ def measure(name: str, device: torch.device, preset_name: str, steps: int, batch
     torch.manual_seed(0)
     net = task.build_model().to(device)
     info = DistInfo()
-    task.device = device
+    task.setup(device, info)             # loaders with no worker: the data side is timed in this process
     opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9) if name == "med3d" else \
         torch.optim.Adam(net.parameters(), lr=1e-4)
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
-    batches = list(task.epoch_batches(0, info)) if name == "med3d" else \
-        [np.arange(cfg.batch_size)] * (steps + 1)
+    plan = task.train_plan if name == "med3d" else task.loader.plan
+    batches = [plan.load(0, i % len(plan)) for i in range(steps + 1)]
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step(b) -> None:
@@ -87,27 +88,21 @@ def measure(name: str, device: torch.device, preset_name: str, steps: int, batch
         loss.backward()
         opt.step()
 
-    def data_only(b) -> None:
+    def data_only(b, i: int) -> None:
         if name == "med3d":
-            from export.med3d.data import augment, sample_crop
-            from export.med3d.train import numpy_rng
+            from export.med3d.data import augment
 
-            j, idx = b
-            rng = numpy_rng(gen)
-            crops = [sample_crop(task.datasets[j].train[i], cfg.patch_zyx, rng, cfg.crop_min_factor) for i in idx]
-            images = torch.stack([c[0] for c in crops]).to(device)
-            labels = torch.stack([c[1] for c in crops]).to(device)
-            augment(images, labels, gen, cfg.rotation_deg, tuple(cfg.scale_range))
+            _, images, labels = plan.load(0, i % len(plan))      # crops cut from the volumes
+            augment(images.to(device), labels.to(device).long(), gen, cfg.rotation_deg, tuple(cfg.scale_range))
         else:
-            cubes = task.train_cubes[torch.from_numpy(b)].to(device)
-            task.make(cubes, gen, task.train_cubes)
+            task.make(b.to(device), gen)
 
     step(batches[0])  # warm-up
     times, data = [], []
     for i in range(steps):
         b = batches[(i + 1) % len(batches)]
         _sync(device); t0 = time.perf_counter(); step(b); _sync(device); times.append(time.perf_counter() - t0)
-        _sync(device); t0 = time.perf_counter(); data_only(b); _sync(device); data.append(time.perf_counter() - t0)
+        _sync(device); t0 = time.perf_counter(); data_only(b, i + 1); _sync(device); data.append(time.perf_counter() - t0)
     n = cfg.batch_size
     step_s, data_s = statistics.median(times), statistics.median(data)
     size = f"{tuple(cfg.patch_zyx)}" if name == "med3d" else f"{cfg.size}^3"

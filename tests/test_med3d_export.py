@@ -1,6 +1,8 @@
-"""export/med3d: data sets in nnU-Net's raw layout are checked and preprocessed as the Med3D paper says,
-sampling is balanced and each batch trains only its data set's branch, the backbone is exported in the
-``med3d-*`` layout that ``zoo.load`` reads, 2-process torchrun works, and bad input gives clear errors.
+"""export/med3d: data sets in nnU-Net's raw layout are checked and preprocessed (into a prepared folder) as the
+Med3D paper says, sampling is balanced and each batch trains only its data set's branch, the backbone is
+exported in the ``med3d-*`` layout that ``zoo.load`` reads, 2-process torchrun works, and bad input gives clear
+errors. The prepared folder itself (resume, determinism, streaming, dry run) is tested in
+tests/test_med3d_prepared.py.
 
 The three small domains are cut from the real CT crop shipped in the package (bone, lung air, and a synthetic
 "MR" contrast with three classes), so the tests run offline; the public demo domains are checked when the
@@ -18,11 +20,16 @@ import torch
 
 import zoo
 from export.med3d.config import Med3DConfig
+from export.common.prepare import VolumeFailedError
 from export.med3d.data import (
     DatasetLayoutError,
     LabelSetError,
+    Med3DCrops,
+    NoUsableCaseError,
+    case_arrays,
     crop_box,
-    load_datasets,
+    prepare_datasets,
+    scan_datasets,
     scan_raw_dataset,
 )
 from export.med3d.make_demo_datasets import write_nifti
@@ -77,9 +84,15 @@ def tiny_config(**changes) -> Med3DConfig:
     return Med3DConfig(**base)
 
 
+def prepare(folders, cfg: Med3DConfig, prepared: Path, **kwargs):
+    """(manifest, data sets) of ``folders`` prepared into ``prepared``, quietly."""
+    kwargs.setdefault("log", lambda *_: None)
+    return prepare_datasets(folders, cfg, prepared, progress=False, **kwargs)
+
+
 @pytest.fixture(scope="module")
-def datasets(domains):
-    return load_datasets(domains, tiny_config(), log=lambda *_: None)
+def datasets(domains, tmp_path_factory):
+    return prepare(domains, tiny_config(), tmp_path_factory.mktemp("prepared"))[1]
 
 
 def test_preprocessing_follows_the_paper(datasets, domains):
@@ -90,10 +103,14 @@ def test_preprocessing_follows_the_paper(datasets, domains):
     np.testing.assert_allclose(lung.spacing_zyx, np.median([src, other], axis=0), rtol=1e-6)  # domain median
     for d in datasets:
         for case in d.train + d.val:
-            assert case.image.dtype == np.float32 and case.label.dtype == np.uint8
-            assert abs(float(case.image.mean())) < 1e-3 and abs(float(case.image.std()) - 1) < 1e-3   # z-scored
-            assert set(np.unique(case.label)) <= set(d.labels.values())
-            assert case.image.shape == case.label.shape
+            image, label = case_arrays(case)                                 # memory-mapped .npy files
+            assert isinstance(image, np.memmap) and isinstance(label, np.memmap)
+            assert image.dtype == np.float32 and label.dtype == np.uint8
+            assert abs(float(image.mean())) < 1e-3 and abs(float(image.std()) - 1) < 1e-3   # z-scored
+            assert set(np.unique(label)) <= set(d.labels.values())
+            assert image.shape == label.shape == case.shape
+            fg = np.argwhere(label > 0)
+            assert case.bbox == tuple((int(lo), int(hi) + 1) for lo, hi in zip(fg.min(0), fg.max(0)))
     assert all(d.val_from_training for d in datasets)          # 10 % of 1-2 cases rounds to none held out
     assert bone.files[0]["sha256"] and {f["role"] for f in bone.files} == {"Dataset001_Bone train"}
 
@@ -115,21 +132,25 @@ def test_balanced_sampling_and_one_branch_per_batch(datasets):
     cfg = tiny_config()
     task = Med3DTask(cfg, datasets)
     info = DistInfo()
-    batches = list(task.epoch_batches(0, info))
-    assert len(batches) == task.steps_per_epoch(info) == 3 * 2          # 2 cases x 2 samples / batch 2, x 3 sets
+    plan = Med3DCrops(datasets, cfg, info)
+    batches = plan.schedule(0)
+    assert len(batches) == len(plan) == task.steps_per_epoch(info) == 3 * 2   # 2 cases x 2 samples / batch 2, x 3 sets
     per_set = {j: [int(i) for b in batches if b[0] == j for i in b[1]] for j in range(3)}
     assert [len(v) for v in per_set.values()] == [4, 4, 4]              # the same count for every data set
     assert sorted(set(per_set[2])) == [0] and sorted(set(per_set[0])) == [0, 1]
     # two ranks: the same data set at each step, different cases
-    r0, r1 = list(task.epoch_batches(3, DistInfo(0, 2))), list(task.epoch_batches(3, DistInfo(1, 2)))
+    r0, r1 = Med3DCrops(datasets, cfg, DistInfo(0, 2)).schedule(3), Med3DCrops(datasets, cfg, DistInfo(1, 2)).schedule(3)
     assert [b[0] for b in r0] == [b[0] for b in r1]
 
     torch.manual_seed(0)
     net = task.build_model()
     task.setup(torch.device("cpu"), info)
+    loaded = list(task.epoch_batches(0, info))
+    assert [b[0] for b in loaded] == [b[0] for b in batches]
+    assert all(b[1].shape == (2, 1, 16, 32, 32) and b[2].shape == (2, 16, 32, 32) for b in loaded)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    batch = next(b for b in batches if b[0] == 1)
+    batch = next(b for b in loaded if b[0] == 1)
     loss, metrics = task.loss(net, batch, torch.Generator().manual_seed(0), lambda: torch.autocast("cpu", enabled=False))
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -202,8 +223,10 @@ def test_bad_inputs_give_clear_errors(domains, tmp_path):
     meta = json.loads((mismatch / "dataset.json").read_text())
     meta["labels"] = {"background": 0, "fat": 1}
     (mismatch / "dataset.json").write_text(json.dumps(meta))
-    with pytest.raises(LabelSetError, match=r"m\.nii\.gz: label values \[2\] are not declared"):
-        load_datasets([mismatch], tiny_config(), log=lambda *_: None)
+    with pytest.raises(VolumeFailedError, match=r"m\.nii\.gz: label values \[2\] are not declared"):
+        prepare([mismatch], tiny_config(), tmp_path / "p1", strict=True)
+    with pytest.raises(NoUsableCaseError, match=r"m\.nii\.gz: label values \[2\] are not declared"):
+        prepare([mismatch], tiny_config(), tmp_path / "p2")                # the data set's only case is left out
     meta["labels"] = {"background": 0, "fat": 1, "soft": 3}
     (mismatch / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(LabelSetError, match="without gaps"):
@@ -213,7 +236,9 @@ def test_bad_inputs_give_clear_errors(domains, tmp_path):
     with pytest.raises(LabelSetError, match="region"):
         scan_raw_dataset(mismatch)
     with pytest.raises(DatasetLayoutError, match="distinct names"):
-        load_datasets([domains[0], domains[0]], tiny_config(), log=lambda *_: None)
+        scan_datasets([domains[0], domains[0]], tiny_config())
+    with pytest.raises(DatasetLayoutError, match="channel 1 asked for"):
+        scan_datasets([domains[0]], tiny_config(channel=1))
 
 
 def test_demo_domains_from_public_volumes(tmp_path):
@@ -239,12 +264,14 @@ def test_demo_domains_from_public_volumes(tmp_path):
 
 def test_torchrun_two_cpu_processes_med3d(domains, tmp_path):
     ranks = torchrun_two_cpu_ranks(tmp_path, f"""
-        from test_med3d_export import tiny_config
-        from export.med3d.data import load_datasets
+        from pathlib import Path
+        from test_med3d_export import prepare, tiny_config
+        from export.common.distributed import init_distributed
         from export.med3d.train import train
         cfg = tiny_config()
-        datasets = load_datasets({[str(d) for d in domains]!r}, cfg, log=lambda *_: None)
-        result = train(cfg, datasets, RUN, device="cpu", progress=False, max_steps=3)
+        info, _ = init_distributed("cpu")
+        _, datasets = prepare({[str(d) for d in domains]!r}, cfg, Path(RUN) / "prepared", info=info)
+        result = train(cfg, datasets, RUN, device="cpu", progress=False, max_steps=3, loader_workers=1)
     """)
     assert ranks[0]["digest"] == ranks[1]["digest"]            # DDP kept the replicas identical
     assert ranks[0]["train_loss"] == ranks[1]["train_loss"]    # all-reduced loss

@@ -1,6 +1,7 @@
-"""export/ssl3d: the label generation of the five 3D self-supervised tasks is proven exact; the tasks train
-(shared loop, 2-process torchrun), export registry-loadable encoders that transfer into nnU-Net plans; bad input
-gives clear errors; the ``ssl3d-*`` entries build without weights."""
+"""export/ssl3d: the label generation of the five 3D self-supervised tasks is proven exact; the tasks train on a
+prepared folder (shared loop, 2-process torchrun), export registry-loadable encoders that transfer into nnU-Net
+plans; bad input gives clear errors; the ``ssl3d-*`` entries build without weights. The preparation and streaming
+stage itself: tests/test_ssl3d_prepared.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import torch
 import zoo
 from export.ssl3d import labels as L
 from export.ssl3d.config import SSLConfig, preset
-from export.ssl3d.data import GridTooLargeError, prepare_cubes
+from export.common.prepare import VolumeFailedError
+from export.ssl3d.data import GridTooLargeError, prepare_data, prepare_ssl_volume, ssl_recipe
 from export.ssl3d.encoders import encoder_spec
 from export.ssl3d.output import write_output
 from export.ssl3d.tasks import CPCTask, make_task
@@ -166,8 +168,7 @@ def test_cpc_positives_are_the_true_next_patches():
             assert len(ctx) == 10
     # the loss is wired to those indices: predicting the true next codes gives perfect accuracy
     cfg = SSLConfig(task="cpc", size=40, per_side=4, batch_size=3, features=TINY_FEATURES)
-    task = CPCTask(cfg, encoder_spec("unet", features=TINY_FEATURES), np.zeros((3, 1, 40, 40, 40), np.float32),
-                   np.zeros((3, 1, 40, 40, 40), np.float32))
+    task = CPCTask(cfg, encoder_spec("unet", features=TINY_FEATURES))
     # unit codes: a code's dot product with itself (1) beats any other's, so the true code always wins; seeded,
     # so the check does not depend on the global random state the tests before it left behind
     codes = torch.nn.functional.normalize(torch.randn(3, 64, 32, generator=torch.Generator().manual_seed(0)), dim=-1)
@@ -196,9 +197,15 @@ def tiny(task: str, **changes) -> SSLConfig:
     return preset(task, "published", **base)
 
 
+def prepare(cfg: SSLConfig, folder, paths=(CT,), val_paths=None, **kwargs):
+    """``paths`` prepared into ``folder`` with ``cfg``'s recipe: the training view (:class:`SSLData`)."""
+    return prepare_data(list(paths), val_paths, cfg, folder, log=kwargs.pop("log", lambda *_: None), **kwargs)
+
+
 @pytest.fixture(scope="module")
-def ct_cubes():
-    return {t: prepare_cubes([CT], None, tiny(t), log=lambda *_: None) for t in ("rotation", "jigsaw", "cpc")}
+def ct_cubes(tmp_path_factory):
+    """The shipped CT crop prepared once per cube size (a single volume: a share of its cubes validates)."""
+    return {t: prepare(tiny(t), tmp_path_factory.mktemp(f"prepared-{t}")) for t in ("rotation", "jigsaw", "cpc")}
 
 
 @pytest.mark.parametrize("task", ["rotation", "jigsaw", "rpl", "cpc", "exemplar"])
@@ -206,7 +213,8 @@ def test_every_task_trains_a_step_on_real_ct(task, ct_cubes, tmp_path):
     data = ct_cubes["cpc" if task == "cpc" else "jigsaw" if task in ("jigsaw", "rpl") else "rotation"]
     cfg = tiny(task)
     spec = encoder_spec("unet", features=TINY_FEATURES, dropout=0.0, norm_momentum=0.1)
-    result = train(cfg, spec, data.train, data.val, tmp_path, device="cpu", progress=False, max_steps=2)
+    assert (data.n_train, data.n_val) == (10, 2)
+    result = train(cfg, spec, data, tmp_path, device="cpu", progress=False, max_steps=2)
     h = result.history
     assert len(h.val_loss) == 1 and math.isfinite(h.val_loss[0]) and math.isfinite(h.train_loss[0])
     assert {"chance_loss", "chance_accuracy", "untrained_val_loss", "untrained_accuracy"} <= set(h.baselines)
@@ -221,12 +229,16 @@ def test_exported_encoder_loads_and_transfers_into_an_nnunet_plan(ct_cubes, tmp_
     data = ct_cubes["rotation"]
     cfg = tiny("rotation")
     spec = encoder_spec("unet", features=TINY_FEATURES, dropout=0.0, norm_momentum=0.1)
-    result = train(cfg, spec, data.train, data.val, tmp_path, device="cpu", progress=False, max_steps=2)
+    result = train(cfg, spec, data, tmp_path, device="cpu", progress=False, max_steps=2)
     folder = write_output(tmp_path, "tiny-rotation", cfg, spec, result.best_state, result.history, data,
                           best_epoch=result.best_epoch, stopped_because=result.stopped_because, device="cpu",
                           world_size=1, minutes=0.1)
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "ssl3d_unet_encoder" and config["provenance"]["data_files"][0]["path"] == str(CT)
+    from zoo.hub.integrity import sha256_file
+
+    assert config["provenance"]["data_files"][0]["sha256"] == sha256_file(CT)
+    assert config["provenance"]["prepared_data"]["digest"] == ssl_recipe(cfg).digest
     assert "chance_loss" in (folder / "README.md").read_text()
     model = zoo.load(str(folder))
     exported = {k[len("backbone."):]: v for k, v in result.best_state.items() if k.startswith("backbone.")}
@@ -265,7 +277,7 @@ def test_plan_and_resnet_encoders(ct_cubes, tmp_path):
     assert spec.architecture == "nnunet_encoder" and spec.width == 16 and spec.min_patch == 4
     data = ct_cubes["rotation"]
     cfg = tiny("rotation", encoder="plan")
-    result = train(cfg, spec, data.train, data.val, tmp_path, device="cpu", progress=False, max_steps=1)
+    result = train(cfg, spec, data, tmp_path, device="cpu", progress=False, max_steps=1)
     folder = write_output(tmp_path, "tiny-plan-rotation", cfg, spec, result.best_state, result.history, data,
                           best_epoch=result.best_epoch, stopped_because=result.stopped_because, device="cpu",
                           world_size=1, minutes=0.1)
@@ -295,43 +307,55 @@ def test_registry_entries_build_without_weights():
 
 
 # ------------------------------------------------------------------------------------------------ bad input
-def test_volume_smaller_than_the_grid_is_refused_naming_the_file(tmp_path):
+def test_volume_smaller_than_the_grid_is_named_and_left_out_or_stops_with_strict(tmp_path):
+    from export.common.prepare import VolumeJob
     from export.demo_assets import write_nrrd
 
     small = tmp_path / "small_ct.nrrd"
     write_nrrd(small, np.zeros((20, 40, 40), np.int16), (2.0, 2.0, 2.0), (0, 0, 0), None)
     cfg = preset("rpl", "demo")
     with pytest.raises(GridTooLargeError, match=r"small_ct\.nrrd.*smaller than the 3x3x3 grid"):
-        prepare_cubes([small], None, cfg)
-    # --skip-small: the small volume is logged and left out; the others are used
-    big = tmp_path / "big_ct.nrrd"
-    write_nrrd(big, np.random.default_rng(0).integers(-1000, 1000, (60, 60, 60)).astype(np.int16), (2.5, 2.5, 2.5),
-               (0, 0, 0), None)
+        prepare_ssl_volume(VolumeJob("small", (str(small),), "train"), ssl_recipe(cfg).params)
+    rng = np.random.default_rng(0)
+    big, held = tmp_path / "big_ct.nrrd", tmp_path / "held_ct.nrrd"
+    for p in (big, held):
+        write_nrrd(p, rng.integers(-1000, 1000, (60, 60, 60)).astype(np.int16), (2.5, 2.5, 2.5), (0, 0, 0), None)
+    # --strict: the first bad volume stops the run, naming it; what was finished is kept
+    with pytest.raises(VolumeFailedError, match=r"small_ct\.nrrd.*smaller than the 3x3x3 grid.*--strict"):
+        prepare(cfg, tmp_path / "strict", paths=[big, small], val_paths=[held], strict=True)
+    assert len(list((tmp_path / "strict" / "volumes").glob("*.npy"))) == 1
+    # the default (and the old --skip-small): the small volume is named and left out; the others are used
     lines = []
-    data = prepare_cubes([small, big], [big], cfg, log=lines.append, skip_small=True)
-    assert [r["path"] for r in data.files] == [str(big), str(big)] and any("skipped" in x for x in lines)
+    data = prepare(cfg, tmp_path / "p", paths=[small, big], val_paths=[held], log=lines.append)
+    assert [r["path"] for r in data.files] == [str(big), str(held)]
+    assert any("small_ct.nrrd" in x and "3x3x3 grid" in x for x in lines)
+    failed = data.prepared["failed"][0]
+    assert "small_ct.nrrd" in failed["path"] and "3x3x3 grid" in failed["reason"]
     from export.ssl3d.__main__ import main
 
-    assert main(["--task", "rpl", "--preset", "demo", "--data", str(small), "--out", str(tmp_path / "o")]) == 2
+    for extra in ([], ["--strict"], ["--skip-small"]):
+        assert main(["--task", "rpl", "--preset", "demo", "--data", str(small), "--out", str(tmp_path / "o"),
+                     "--no-progress", "--workers", "1", *extra]) == 2
     with pytest.raises(ValueError, match="does not fit"):
         L.extract_patches(torch.zeros(1, 30, 30, 30), L.Grid(30, 3, 12), L.patch_starts(L.Grid(30, 3, 12)))
     # patches too small for the encoder's pooling
     with pytest.raises(ValueError, match="smaller than the ssl3d_unet_encoder encoder accepts"):
-        make_task(preset("jigsaw", "published", size=30), encoder_spec("unet"), np.zeros((2, 1, 30, 30, 30), np.float32),
-                  np.zeros((2, 1, 30, 30, 30), np.float32))
+        make_task(preset("jigsaw", "published", size=30), encoder_spec("unet"))
 
 
 # ----------------------------------------------------------------------------------------------- torchrun
 def test_torchrun_two_cpu_processes_rotation(tmp_path):
     ranks = torchrun_two_cpu_ranks(tmp_path, """
-        from test_ssl3d import tiny, CT, TINY_FEATURES
-        from export.ssl3d.data import prepare_cubes
+        from pathlib import Path
+        from test_ssl3d import tiny, prepare, TINY_FEATURES
+        from export.common.distributed import init_distributed
         from export.ssl3d.encoders import encoder_spec
         from export.ssl3d.train import train
         cfg = tiny("rotation")
-        data = prepare_cubes([CT], None, cfg, log=lambda *_: None)
+        info, _ = init_distributed("cpu")
+        data = prepare(cfg, Path(RUN) / "prepared", info=info)     # one rank prepares, the other waits
         spec = encoder_spec("unet", features=TINY_FEATURES, dropout=0.0, norm_momentum=0.1)
-        result = train(cfg, spec, data.train, data.val, RUN, device="cpu", progress=False, max_steps=2)
+        result = train(cfg, spec, data, RUN, device="cpu", progress=False, max_steps=2)
     """)
     assert ranks[0]["digest"] == ranks[1]["digest"]            # DDP kept the parameters identical
     assert ranks[0]["train_loss"] == ranks[1]["train_loss"]
@@ -354,6 +378,16 @@ def test_resized_sampling_is_the_whole_volume_or_a_crop_of_it(tmp_path):
     with pytest.raises(ValueError, match="crop_fraction"):
         resized_crops(vol, 16, 1, (0.0, 1.0), np.random.default_rng(1))
     cfg = tiny("jigsaw", sampling="resized", crop_fraction=(0.7, 1.0), cubes_per_volume=3)
-    data = prepare_cubes([CT], None, cfg, log=lambda *_: None)
-    assert data.train.shape[1:] == (1, 15, 15, 15) and len(data.train) + len(data.val) == 3
-    assert "resized to 15^3" in data.summary
+    data = prepare(cfg, tmp_path / "prepared")
+    assert data.n_train + data.n_val == 3 and "resized to 15^3" in data.summary
+    # the stored crop boxes, resized when loaded, are the crops of the prepared volume
+    from export.common.cubes import CubeBatches
+    from export.ssl3d.data import resize_box
+
+    record = data.manifest.volumes[0]
+    image = np.load(data.manifest.path(record))
+    loaded = CubeBatches(data.manifest, "train", (15, 15, 15), 1, seed=0, shuffle=False).all()
+    assert loaded.shape == (3, 1, 15, 15, 15)
+    for cube, box in zip(loaded, record["facts"]["boxes"]):
+        assert 0.7 * min(image.shape) - 1 <= min(box[3:]) and np.allclose(cube[0].numpy(), resize_box(image, box, 15))
+    assert data.val_cubes(4).shape == (4, 1, 15, 15, 15)

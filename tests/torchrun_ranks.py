@@ -57,3 +57,32 @@ def torchrun_two_cpu_ranks(tmp_path: Path, setup: str) -> list[dict]:
     out = subprocess.run(torchrun_command(worker), env=torchrun_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def state_digest(state) -> str:
+    """sha256 of a state dict: every entry's name, dtype, shape and bytes, in name order (parameters and
+    buffers), so two ranks, or a rank and a checkpoint, can be compared without shipping tensors around."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def torchrun_node_command(script: Path, args: list[str], *, endpoint: str, run_id: str, node_rank: int,
+                          nnodes: int = 2) -> list[str]:
+    """One node's agent of a multi-node ``torchrun`` job (c10d rendezvous), one worker on it.
+
+    ``endpoint`` (``127.0.0.1:PORT``) is a TCPStore the caller already serves on a port the OS chose when
+    binding; ``is_host=false`` makes every agent a client of it (never a server on that port). The
+    rendezvous' rank-0 agent then hosts the workers' store on a second port the OS chooses (``port=0``, shared
+    rendezvous store, the default unless ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``) and announces it to the
+    workers as MASTER_ADDR (``--local-addr``) and MASTER_PORT. ``--node-rank`` is ignored by the c10d backend
+    (the rendezvous numbers the nodes); it is passed for readability."""
+    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", "--nproc-per-node=1",
+            f"--node-rank={node_rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}",
+            f"--rdzv-id={run_id}", "--rdzv-conf=is_host=false,join_timeout=120", "--local-addr=127.0.0.1",
+            "--max-restarts=0", str(script), *args]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -78,10 +78,8 @@ def pool_steps(n: int, info: DistInfo, batch_size: int, advice: str) -> int:
     return per_rank // batch_size
 
 
-def pool_batches(n: int, seed: int, epoch: int, info: DistInfo, batch_size: int, steps: int) -> Iterator[np.ndarray]:
-    """``steps`` sorted index batches for this rank: a (seed, epoch) permutation of the pool, dealt out to the
-    ranks in turn, so the ranks' batches are disjoint and depend on nothing but (seed, epoch, rank)."""
-    order = np.random.default_rng([seed, epoch]).permutation(n)[info.rank::info.world][: n // info.world]
-    for step in range(steps):
-        yield np.sort(order[step * batch_size:(step + 1) * batch_size])
-
+def rank_order(n: int, seed: int, epoch: int, info: DistInfo) -> np.ndarray:
+    """This rank's items of a pool of ``n`` in ``epoch``: a (seed, epoch) permutation of the pool dealt out to
+    the ranks in turn (``n // world`` each), so the ranks' shares are disjoint and depend on nothing but
+    (seed, epoch, rank)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)[info.rank::info.world][: n // info.world]

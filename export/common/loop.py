@@ -124,6 +124,8 @@ class FitResult:
     history: History
     best_epoch: int
     stopped_because: str
+    #: ``time.time()`` right after this run's first optimiser step (None when it took none)
+    first_step_time: float | None = None
 
 
 def make_optimizer(cfg: Any, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -204,8 +206,16 @@ def fit(
     history, epoch, best_val, best_epoch, bad_epochs = history_cls(), 0, math.inf, -1, 0
     best_state: dict[str, Tensor] = {}
     ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    # rank 0 alone writes the checkpoint, so rank 0 alone reads it and hands it to the others: a resume is
+    # then the same on every rank even when the other nodes cannot see OUT
+    state = load_checkpoint(ckpt_path) if resume and info.main and ckpt_path.exists() else None
+    if info.world > 1:
+        import torch.distributed as dist
+
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -214,8 +224,12 @@ def fit(
         best_state = state["best_state"]
         if info.main:
             log(f"resumed from {ckpt_path} at epoch {epoch} (best validation loss {best_val:.5f})")
-    elif hasattr(task, "baselines"):
-        history.baselines.update(task.baselines(net, amp))
+        initial_state = None
+    else:
+        # the baselines (untrained network, ...) are measured on these weights after the first epoch's
+        # training steps, so the first step never waits for a pass over the validation set
+        initial_state = ({k: v.detach().clone() for k, v in model.state_dict().items()}
+                         if hasattr(task, "baselines") else None)
 
     writer = None
     if info.main:
@@ -232,6 +246,7 @@ def fit(
     started = time.perf_counter() - (sum(history.seconds) if history.seconds else 0.0)
     total_steps = epoch * steps_per_epoch
     stopped = "max_epochs"
+    first_step_time: float | None = None
     panel_every = int(getattr(cfg, "panel_every", 0) or 0)
     while epoch < cfg.max_epochs:
         t0 = time.perf_counter()
@@ -246,6 +261,8 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if first_step_time is None:
+                first_step_time = time.time()
             n = count(batch)
             running += loss.item() * n
             seen += n
@@ -255,6 +272,14 @@ def fit(
             if max_steps is not None and total_steps >= max_steps:
                 break
         train_loss = running / max(seen, 1)
+        if initial_state is not None:
+            trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(initial_state)
+            # the bare model, not the DDP wrapper: a forward through DDP would spend its buffer broadcast
+            # on these weights, and the ranks' BatchNorm statistics would part ways
+            history.baselines.update(task.baselines(model, amp))
+            model.load_state_dict(trained)
+            initial_state = trained = None
         train_metrics = {k: v / max(seen, 1) for k, v in sums.items()}
         if info.world > 1:
             reduced = mean_over_ranks({"loss": train_loss, **{f"m/{k}": v for k, v in train_metrics.items()}}, info, dev)
@@ -318,4 +343,4 @@ def fit(
         dist.barrier()
     if not best_state:
         best_state = copy.deepcopy(canonicalize(model.state_dict(), model))
-    return FitResult(best_state, history, best_epoch, stopped)
+    return FitResult(best_state, history, best_epoch, stopped, first_step_time)

@@ -68,15 +68,20 @@ BASELINE_NOTES = {
 
 def write_output(out_dir: str | Path, name: str, cfg: Med3DConfig, best_state: Mapping[str, Tensor],
                  history: Any, datasets: list[Med3DDataset], *, best_epoch: int, stopped_because: str,
-                 device: str, world_size: int, minutes: float) -> Path:
+                 device: str, world_size: int, minutes: float, prepared: Mapping[str, Any] | None = None) -> Path:
+    """Write ``out_dir/model``. ``prepared``: the prepared-data folder's description for the provenance
+    (folder, recipe parameters and digest, cases left out)."""
     entry = run_entry(name, cfg, datasets)
     files = [f for d in datasets for f in d.files]
+    extra = {"prepared_data": dict(prepared)} if prepared is not None else {}
     prov = provenance(
         "export.med3d", config=cfg.to_dict(), history=history.to_dict(), data_files=files, best_epoch=best_epoch,
         stopped_because=stopped_because, device=device, world_size=world_size, minutes=minutes,
         datasets=[{"name": d.name, "labels": d.labels, "modality": d.modality, "spacing_zyx": list(d.spacing_zyx),
                    "train_cases": [c.case_id for c in d.train], "val_cases": [c.case_id for c in d.val],
-                   "validated_on_training_volumes": d.val_from_training} for d in datasets],
+                   "validated_on_training_volumes": d.val_from_training, "left_out": list(d.left_out)}
+                  for d in datasets],
+        **extra,
     )
     keys = ["dice"] + [f"dice_{d.name}" for d in datasets]
     readme = generic_card(entry, prov, script="export/med3d", metric_keys=keys, baseline_notes=BASELINE_NOTES)

@@ -6,5 +6,6 @@ rotation|jigsaw|rpl|cpc|exemplar``.
 * :mod:`.config`: run settings, the published per-task settings and a CPU demo preset;
 * :mod:`.encoders`: the authors' 3D U-Net encoder (default), any nnU-Net plan's encoder, MedicalNet ResNets;
 * :mod:`.tasks`: task networks, losses, chance levels; :mod:`.train`: the shared loop;
-* :mod:`.data`: unlabelled volumes -> per-volume z-scored cubes; :mod:`.output`: the encoder as a model folder.
+* :mod:`.data`: unlabelled volumes -> a prepared folder (per-volume z-scored images, cube boxes chosen once);
+  :mod:`.output`: the encoder as a model folder.
 """

@@ -41,9 +41,12 @@ class SSLConfig(JsonConfig):
     ``sampling``: ``"resized"`` (the authors' data: a crop of ``crop_fraction`` of the volume per axis, drawn
     uniformly from that range, the whole volume for (1, 1), resized to ``size``^3) or ``"crop"`` (random
     ``size``^3 sub-cubes at the volume's resolution; ``min_foreground``: a cube is kept only when at least this
-    share of its voxels lies above the volume mean). ``cubes_per_volume`` samples are drawn once per volume.
-    ``val_fraction`` of the volumes (at least one when there are two) is held out; ``val_samples`` fixed validation samples are drawn from them once. ``steps_per_epoch``
-    caps an epoch (a random subset of the cube pool each epoch; None: one pass over the pool).
+    share of its voxels lies above the volume mean). ``cubes_per_volume`` boxes are chosen once per volume, when
+    it is prepared (:mod:`.data`), seeded by (``seed``, the volume's path). ``val_fraction`` of the volumes (at
+    least one when there are two; of the cubes for a single volume) is held out; ``val_samples`` fixed
+    validation samples (a multiple of ``batch_size``) are made from them once, spread over the held-out pool.
+    ``steps_per_epoch`` caps an epoch (the first steps of a new permutation of the cube pool each epoch, a random
+    subset; None: one pass over the pool).
     """
 
     TUPLE_FIELDS = ("features", "spacing_zyx", "crop_fraction")  # JSON lists back to tuples (not a field: no annotation)

@@ -77,7 +77,7 @@ def write_output(out_dir: str | Path, name: str, cfg: SSLConfig, spec: EncoderSp
     entry = run_entry(name, cfg, spec, data)
     prov = provenance("export.ssl3d", config=cfg.to_dict(), history=history.to_dict(), data_files=data.files,
                       best_epoch=best_epoch, stopped_because=stopped_because, device=device, world_size=world_size,
-                      minutes=minutes, encoder=spec.kind)
+                      minutes=minutes, encoder=spec.kind, prepared_data=data.prepared)
     readme = generic_card(entry, prov, script=f"export/ssl3d --task {cfg.task}", metric_keys=["accuracy"],
                           baseline_notes=BASELINE_NOTES)
     return write_run_output(out_dir, entry, encoder_state(best_state), prov, readme)

@@ -9,12 +9,18 @@ pools the encoder output globally:
 * cpc: 64 patches -> encoder -> code; for every (y, x) column a GRU summarises the context pyramid (rows above,
   :class:`.labels.CPCLayout`) and one linear predictor per step predicts the codes of the next patches;
   InfoNCE: the true next patch against every other patch of the batch;
-* exemplar: anchor, augmented anchor, augmented other cube -> shared encoder -> shared sigmoid projection;
-  triplet loss (mean squared distances, margin 1).
+* exemplar: anchor, augmented anchor, augmented other cube of the batch (negatives come from the batch the
+  loader delivers, a random draw from the whole pool) -> shared encoder -> shared sigmoid projection; triplet
+  loss (mean squared distances, margin 1).
 
 Each reports a loss and an accuracy whose chance levels are known (baselines): ln 10 / 0.1, ln 100 / 0.01,
-ln 26 / 1/26, ln(batch x 64) / 1/(batch x 64), margin / 0.5. Validation uses inputs and labels drawn once
-from the held-out cubes with a fixed generator.
+ln 26 / 1/26, ln(batch x 64) / 1/(batch x 64), margin / 0.5.
+
+Data: the loader (:class:`export.common.streaming.StepLoader` over the prepared folder's cube plan) delivers
+clean cubes (B, 1, S, S, S); every task-specific step (rotations, grids, jitter, CPC augmentation, exemplar
+augmentation) runs in :meth:`SSLTask.loss` on the training device with the step's generator, seeded from
+(seed, rank, epoch, step), so a resumed run draws what the uninterrupted run would have. Validation uses
+inputs and labels made once from ``val_samples`` held-out cubes with a fixed generator.
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..common.distributed import DistInfo, pool_batches, pool_steps, seeded_generator
-from ..common.loop import Autocast
+from ..common.distributed import DistInfo, seeded_generator
+from ..common.loop import Autocast, unwrap
+from ..common.streaming import StepLoader
 from . import labels as L
 from .config import SSLConfig
 from .encoders import EncoderSpec, pooled
@@ -138,17 +144,40 @@ def exemplar_augment(cube: Tensor, generator: torch.Generator) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ tasks
+class _FirstSteps:
+    """The first ``steps`` batches of every epoch of a plan (``steps_per_epoch``: a random subset of the pool,
+    since each epoch is a new permutation of it)."""
+
+    def __init__(self, plan: Any, steps: int) -> None:
+        self.plan, self.steps = plan, min(int(steps), len(plan))
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def load(self, epoch: int, step: int) -> Tensor:
+        return self.plan.load(epoch, step)
+
+
 class SSLTask:
-    """Shared data handling: cube batches by rank, fixed validation inputs, loss/accuracy averaging."""
+    """Shared data handling: streamed cube batches, fixed validation inputs, loss/accuracy averaging.
+
+    ``data``: an :class:`export.ssl3d.data.SSLData` (a prepared folder) or :class:`export.ssl3d.data.ArrayCubes`;
+    None builds a task for its network and criterion only. Training cubes come through a
+    :class:`export.common.streaming.StepLoader` with ``loader_workers`` processes (pinned memory on CUDA) as
+    clean (B, 1, S, S, S) tensors; :meth:`make` turns them into the task's inputs and labels on the training
+    device, with the step's generator. Validation: ``val_samples`` cubes (a multiple of the batch size) spread
+    over the held-out pool are read once, on first use, and turned into fixed inputs with a fixed generator, the
+    same on every rank; their memory is bounded by ``val_samples``, not by the number of volumes.
+    """
 
     chance_loss: float = math.nan
     chance_accuracy: float = math.nan
 
-    def __init__(self, cfg: SSLConfig, spec: EncoderSpec, train_cubes: np.ndarray, val_cubes: np.ndarray) -> None:
-        self.cfg, self.spec = cfg, spec
-        self.train_cubes = torch.from_numpy(np.ascontiguousarray(train_cubes, dtype=np.float32))
-        self.val_cubes = torch.from_numpy(np.ascontiguousarray(val_cubes, dtype=np.float32))
+    def __init__(self, cfg: SSLConfig, spec: EncoderSpec, data: Any = None, *, loader_workers: int = 0) -> None:
+        self.cfg, self.spec, self.data = cfg, spec, data
+        self.loader_workers = int(loader_workers)
         self.desc = f"ssl3d {cfg.task}"
+        self.val_batches: list[tuple[Any, Tensor | None]] | None = None
         side = self.patch_side()
         if side < spec.min_patch:
             raise ValueError(f"{cfg.task}: inputs of {side}^3 voxels are smaller than the {spec.architecture} encoder "
@@ -158,7 +187,8 @@ class SSLTask:
     def patch_side(self) -> int:
         return self.cfg.size
 
-    def make(self, cubes: Tensor, generator: torch.Generator, pool: Tensor) -> tuple[Any, Tensor | None]:
+    def make(self, cubes: Tensor, generator: torch.Generator) -> tuple[Any, Tensor | None]:
+        """Inputs and labels from clean cubes (B, 1, S, S, S) on the device; all randomness from ``generator``."""
         raise NotImplementedError
 
     def criterion(self, output: Any, labels: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -170,40 +200,50 @@ class SSLTask:
 
     # loop interface ------------------------------------------------------------------------------------
     def setup(self, device: torch.device, info: DistInfo) -> None:
+        if self.data is None:
+            raise ValueError("this task has no data: pass a prepared folder (export.ssl3d.data.ssl_data)")
         self.device = device
-        g = seeded_generator(device, self.cfg.seed, 999_999)
-        n = max(self.cfg.batch_size, (self.cfg.val_samples // self.cfg.batch_size) * self.cfg.batch_size)
-        idx = torch.arange(n) % len(self.val_cubes)
-        pool = self.val_cubes.to(device)
-        self.val_batches = []
-        for i in range(0, n, self.cfg.batch_size):
-            cubes = pool[idx[i:i + self.cfg.batch_size].to(device)]
-            self.val_batches.append(self.make(cubes, g, pool))
+        bs = self.cfg.batch_size
+        plan = self.data.train_plan(bs, self.cfg.seed, info)
+        if len(plan) == 0:
+            raise ValueError(f"{self.data.n_train} training cubes over {info.world} processes is fewer than one batch "
+                             f"of {bs}; add volumes, raise --cubes-per-volume or lower --batch-size")
+        if self.cfg.steps_per_epoch:
+            plan = _FirstSteps(plan, self.cfg.steps_per_epoch)
+        self.loader = StepLoader(plan, workers=self.loader_workers, pin_memory=device.type == "cuda")
+        self.val_batches = None
 
     def steps_per_epoch(self, info: DistInfo) -> int:
-        steps = pool_steps(len(self.train_cubes), info, self.cfg.batch_size,
-                           "add volumes, raise --cubes-per-volume or lower --batch-size")
-        return min(steps, self.cfg.steps_per_epoch) if self.cfg.steps_per_epoch else steps
+        return len(self.loader)
 
     def epoch_batches(self, epoch: int, info: DistInfo):
-        """Disjoint batches per rank from a (seed, epoch) permutation of the cube pool."""
-        return pool_batches(len(self.train_cubes), self.cfg.seed, epoch, info, self.cfg.batch_size,
-                            self.steps_per_epoch(info))
+        """This rank's clean cube batches of ``epoch``, loaded by the loader's workers."""
+        return self.loader.epoch(epoch)
 
-    def loss(self, net: nn.Module, batch: np.ndarray, generator: torch.Generator,
+    def loss(self, net: nn.Module, batch: Tensor, generator: torch.Generator,
              autocast: Autocast) -> tuple[Tensor, dict[str, float]]:
-        cubes = self.train_cubes[torch.from_numpy(batch)].to(self.device)
-        inputs, labels = self.make(cubes, generator, self.train_cubes)
+        cubes = batch.to(self.device, non_blocking=True)
+        inputs, labels = self.make(cubes, generator)
         with autocast():
             out = net(inputs)
         loss, correct = self.criterion(out, labels)
         return loss, {"accuracy": float(correct) / (len(batch) * self.predictions_per_sample())}
 
+    def validation_batches(self) -> list[tuple[Any, Tensor | None]]:
+        """The fixed validation inputs and labels, made on first use (after the first training steps)."""
+        if self.val_batches is None:
+            bs = self.cfg.batch_size
+            n = max(bs, (self.cfg.val_samples // bs) * bs)
+            cubes = self.data.val_cubes(n)
+            g = seeded_generator(self.device, self.cfg.seed, 999_999)
+            self.val_batches = [self.make(cubes[i:i + bs].to(self.device), g) for i in range(0, n, bs)]
+        return self.val_batches
+
     def _evaluate(self, net: nn.Module, autocast: Autocast) -> dict[str, float]:
         net.eval()
         total, correct, count, samples = 0.0, 0.0, 0, 0
         with torch.no_grad():
-            for inputs, labels in self.val_batches:
+            for inputs, labels in self.validation_batches():
                 with autocast():
                     out = net(inputs)
                 loss, right = self.criterion(out, labels)
@@ -219,7 +259,10 @@ class SSLTask:
         return self._evaluate(net, autocast)
 
     def baselines(self, net: nn.Module, autocast: Autocast) -> dict[str, float]:
-        untrained = self._evaluate(net, autocast)
+        # the unwrapped network: a forward through DDP without gradients would spend DDP's buffer broadcast on
+        # these (temporarily restored) weights, and the validation right after would not sync BatchNorm
+        # statistics across ranks
+        untrained = self._evaluate(unwrap(net), autocast)
         return {"chance_loss": self.chance_loss, "chance_accuracy": self.chance_accuracy,
                 "untrained_val_loss": untrained["loss"], "untrained_accuracy": untrained["accuracy"]}
 
@@ -246,17 +289,17 @@ class RotationTask(_CrossEntropyTask):
     def build_model(self) -> nn.Module:
         return ClassifierNet(self.spec.build(), self.spec.width, 1, self.cfg.hidden, self.classes)
 
-    def make(self, cubes: Tensor, generator: torch.Generator, pool: Tensor) -> tuple[Tensor, Tensor]:
+    def make(self, cubes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return L.rotation_batch(cubes, generator)
 
 
 class JigsawTask(_CrossEntropyTask):
-    def __init__(self, cfg: SSLConfig, *args: Any) -> None:
+    def __init__(self, cfg: SSLConfig, *args: Any, **kwargs: Any) -> None:
         self.grid = L.grid_for_jigsaw(cfg.size, cfg.per_side, cfg.jitter)
         self.grid.check()
         self.perms = L.jigsaw_permutations(cfg.n_permutations, self.grid.n, seed=0)
         self.classes = len(self.perms)
-        super().__init__(cfg, *args)
+        super().__init__(cfg, *args, **kwargs)
 
     def patch_side(self) -> int:
         return self.grid.patch
@@ -264,16 +307,16 @@ class JigsawTask(_CrossEntropyTask):
     def build_model(self) -> nn.Module:
         return ClassifierNet(self.spec.build(), self.spec.width, self.grid.n, self.cfg.hidden, self.classes)
 
-    def make(self, cubes: Tensor, generator: torch.Generator, pool: Tensor) -> tuple[Tensor, Tensor]:
+    def make(self, cubes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return L.jigsaw_batch(cubes, self.grid, self.perms, generator)
 
 
 class RPLTask(_CrossEntropyTask):
-    def __init__(self, cfg: SSLConfig, *args: Any) -> None:
+    def __init__(self, cfg: SSLConfig, *args: Any, **kwargs: Any) -> None:
         self.grid = L.grid_for_jigsaw(cfg.size, cfg.per_side, cfg.jitter)
         self.grid.check()
         self.classes = self.grid.n - 1
-        super().__init__(cfg, *args)
+        super().__init__(cfg, *args, **kwargs)
 
     def patch_side(self) -> int:
         return self.grid.patch
@@ -281,17 +324,17 @@ class RPLTask(_CrossEntropyTask):
     def build_model(self) -> nn.Module:
         return ClassifierNet(self.spec.build(), self.spec.width, 2, self.cfg.hidden, self.classes)
 
-    def make(self, cubes: Tensor, generator: torch.Generator, pool: Tensor) -> tuple[Tensor, Tensor]:
+    def make(self, cubes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         pairs, labels, _ = L.rpl_batch(cubes, self.grid, generator)
         return pairs, labels
 
 
 class CPCTask(SSLTask):
-    def __init__(self, cfg: SSLConfig, *args: Any) -> None:
+    def __init__(self, cfg: SSLConfig, *args: Any, **kwargs: Any) -> None:
         self.grid = L.grid_for_cpc(cfg.size, cfg.per_side)
         self.grid.check()
         self.layout = L.CPCLayout(cfg.per_side)
-        super().__init__(cfg, *args)
+        super().__init__(cfg, *args, **kwargs)
         self.chance_loss = math.log(cfg.batch_size * self.grid.n)
         self.chance_accuracy = 1.0 / (cfg.batch_size * self.grid.n)
 
@@ -304,7 +347,7 @@ class CPCTask(SSLTask):
     def build_model(self) -> nn.Module:
         return CPCNet(self.spec.build(), self.spec.width, self.cfg.code_size, self.cfg.context_size, self.layout)
 
-    def make(self, cubes: Tensor, generator: torch.Generator, pool: Tensor) -> tuple[Tensor, None]:
+    def make(self, cubes: Tensor, generator: torch.Generator) -> tuple[Tensor, None]:
         return L.cpc_patches(cubes, self.grid, generator), None
 
     def criterion(self, output: tuple[Tensor, Tensor], labels: None) -> tuple[Tensor, Tensor]:
@@ -315,29 +358,35 @@ class CPCTask(SSLTask):
         return F.cross_entropy(logits, target), (logits.argmax(1) == target).sum()
 
 
+EXEMPLAR_BATCH = "exemplar draws each negative from the other cubes of its batch: use --batch-size 2 or more"
+
+
 class ExemplarTask(SSLTask):
     chance_accuracy = 0.5
 
-    def __init__(self, cfg: SSLConfig, *args: Any) -> None:
-        super().__init__(cfg, *args)
+    def __init__(self, cfg: SSLConfig, *args: Any, **kwargs: Any) -> None:
+        if cfg.batch_size < 2:
+            raise ValueError(EXEMPLAR_BATCH)
+        super().__init__(cfg, *args, **kwargs)
         self.chance_loss = cfg.margin
 
     def build_model(self) -> nn.Module:
         return ExemplarNet(self.spec.build(), self.spec.width, self.cfg.code_size)
 
-    def make(self, cubes: Tensor, generator: torch.Generator, pool: Tensor) -> tuple[Tensor, None]:
-        """(N, 3, C, S, S, S): anchor, augmented anchor, augmented other cube of the pool (the authors'
-        ``sample_neg_examples_from: dataset``)."""
+    def make(self, cubes: Tensor, generator: torch.Generator) -> tuple[Tensor, None]:
+        """(N, 3, C, S, S, S): anchor, augmented anchor, augmented other cube. The other cube is drawn
+        uniformly from the rest of the batch; batches are random draws from the whole (training or validation)
+        pool, so this is the authors' ``sample_neg_examples_from: dataset`` without holding the data set in
+        memory (it needs batches of at least 2)."""
         g = generator
-        n_pool = len(pool)
+        n = len(cubes)
+        if n < 2:
+            raise ValueError(EXEMPLAR_BATCH)
         out = []
-        for cube in cubes:
-            while True:
-                j = int(torch.randint(0, n_pool, (), generator=g, device=g.device))
-                other = pool[j].to(cube.device)
-                if n_pool == 1 or not torch.equal(other, cube):
-                    break
-            out.append(torch.stack([cube, exemplar_augment(cube, g), exemplar_augment(other, g)]))
+        for i, cube in enumerate(cubes):
+            j = int(torch.randint(0, n - 1, (), generator=g, device=g.device))
+            j += int(j >= i)
+            out.append(torch.stack([cube, exemplar_augment(cube, g), exemplar_augment(cubes[j], g)]))
         return torch.stack(out), None
 
     def criterion(self, output: Tensor, labels: None) -> tuple[Tensor, Tensor]:
@@ -353,9 +402,10 @@ TASK_CLASSES = {"rotation": RotationTask, "jigsaw": JigsawTask, "rpl": RPLTask, 
                 "exemplar": ExemplarTask}
 
 
-def make_task(cfg: SSLConfig, spec: EncoderSpec, train_cubes: np.ndarray, val_cubes: np.ndarray) -> SSLTask:
+def make_task(cfg: SSLConfig, spec: EncoderSpec, data: Any = None, *, loader_workers: int = 0) -> SSLTask:
+    """The task of ``cfg.task`` on ``data`` (see :class:`SSLTask`)."""
     try:
         cls = TASK_CLASSES[cfg.task]
     except KeyError:
         raise ValueError(f"unknown task {cfg.task!r}; choose one of {sorted(TASK_CLASSES)}") from None
-    return cls(cfg, spec, train_cubes, val_cubes)
+    return cls(cfg, spec, data, loader_workers=loader_workers)

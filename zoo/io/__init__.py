@@ -6,6 +6,7 @@ Only numpy is imported eagerly; nibabel, SimpleITK (``pip install "medzoo[export
 when a format or function needs them.
 """
 
+from .headers import VolumeHeader, read_header
 from .preprocess import (
     CT_SCHEMES,
     MR_SCHEMES,
@@ -18,6 +19,7 @@ from .preprocess import (
     nnunet_ct,
     normalize,
     resample,
+    resampled_shape,
     sample_cubes,
     zscore,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "ModalityError",
     "Volume",
     "VolumeFormatError",
+    "VolumeHeader",
     "VolumeTooSmallError",
     "genesis_ct",
     "genesis_mr",
@@ -50,10 +53,12 @@ __all__ = [
     "normalize",
     "normalize_modality",
     "read_dicom_series",
+    "read_header",
     "read_inv3",
     "read_nrrd",
     "read_volume",
     "resample",
+    "resampled_shape",
     "sample_cubes",
     "zscore",
 ]

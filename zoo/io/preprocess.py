@@ -29,6 +29,7 @@ __all__ = [
     "nnunet_ct",
     "normalize",
     "resample",
+    "resampled_shape",
     "sample_cubes",
     "zscore",
 ]
@@ -64,6 +65,22 @@ def _axis_plan(n_in: int, old: float, new: float, order: int):
     w = pos - i0
     i1 = np.minimum(i0 + 1, n_in - 1)
     return n_out, i0, i1, w
+
+
+def resampled_shape(shape_zyx: Sequence[int], spacing_zyx: Sequence[float],
+                    target_zyx: Sequence[float | None] | None) -> tuple[int, int, int]:
+    """The ``(z, y, x)`` shape :func:`resample` gives a volume of ``shape_zyx`` at ``spacing_zyx`` mm
+    for ``target_zyx`` (None, or None per axis, keeps it): ``floor((n - 1) * old / new) + 1`` per changed
+    axis. Used to plan from headers without reading any voxel."""
+    if target_zyx is None:
+        return tuple(int(n) for n in shape_zyx)  # type: ignore[return-value]
+    out = []
+    for n, old, new in zip(shape_zyx, spacing_zyx, target_zyx):
+        if new is None or float(old) == float(new):
+            out.append(int(n))
+        else:
+            out.append(int(math.floor((int(n) - 1) * float(old) / float(new) + 1e-9)) + 1)
+    return tuple(out)  # type: ignore[return-value]
 
 
 def resample(volume: Volume, spacing_zyx: Sequence[float | None], order: int = 1,

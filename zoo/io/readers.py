@@ -287,6 +287,26 @@ def parse_nrrd_header(raw: bytes, path) -> tuple[dict, int]:
             return fields, nxt
 
 
+def nrrd_axes(fields: dict, dim: int, p) -> tuple[list[str], list | None, list[int], list[int]]:
+    """``(kinds, space direction vectors or None, spatial axes, other axes)`` of an NRRD header, axes in NRRD
+    order (fastest first); 3 spatial axes and at most one channel axis, else :class:`VolumeFormatError`."""
+    kinds = fields.get("kinds", " ".join(["domain"] * dim)).split()
+    directions_text = fields.get("space directions")
+    vectors = ([_nrrd_vector(v) for v in re.findall(r"\([^)]*\)|none", directions_text)]
+               if directions_text else None)
+    if vectors and len(vectors) < dim:
+        raise VolumeFormatError(f"{p}: NRRD 'space directions' has {len(vectors)} entries for dimension {dim}")
+    if not vectors and len(kinds) < dim:
+        raise VolumeFormatError(f"{p}: NRRD 'kinds' has {len(kinds)} entries for dimension {dim}")
+    spatial = [i for i in range(dim) if (vectors[i] is not None if vectors else
+                                         kinds[i].lower() in _SPATIAL_KINDS)]
+    other = [i for i in range(dim) if i not in spatial]
+    if len(spatial) != 3 or len(other) > 1:
+        raise VolumeFormatError(f"{p}: NRRD with {len(spatial)} spatial axes and {len(other)} other axes; "
+                                f"need 3 spatial axes and at most one channel axis")
+    return kinds, vectors, spatial, other
+
+
 def read_nrrd(path) -> Volume:
     """Read an NRRD file (``.nrrd`` with attached header, or ``.nhdr`` + one ``data file``) with numpy.
 
@@ -355,16 +375,7 @@ def read_nrrd(path) -> Volume:
     array = data.astype(dtype.newbyteorder("="), copy=True).reshape(sizes[::-1])
 
     # axes in NRRD order (fastest first): which are spatial?
-    kinds = fields.get("kinds", " ".join(["domain"] * dim)).split()
-    directions_text = fields.get("space directions")
-    vectors = ([_nrrd_vector(v) for v in re.findall(r"\([^)]*\)|none", directions_text)]
-               if directions_text else None)
-    spatial = [i for i in range(dim) if (vectors[i] is not None if vectors else
-                                         kinds[i].lower() in _SPATIAL_KINDS)]
-    other = [i for i in range(dim) if i not in spatial]
-    if len(spatial) != 3 or len(other) > 1:
-        raise VolumeFormatError(f"{p}: NRRD with {len(spatial)} spatial axes and {len(other)} other axes; "
-                                f"need 3 spatial axes and at most one channel axis")
+    kinds, vectors, spatial, other = nrrd_axes(fields, dim, p)
     if other:                              # channel axis to the front: numpy axis = dim - 1 - nrrd axis
         array = np.moveaxis(array, dim - 1 - other[0], 0)
 
@@ -456,12 +467,10 @@ def _read_sitk_file(p: Path) -> Volume:
     return _volume_from_sitk(img, p, modality, meta)
 
 
-def read_dicom_series(folder, series_id: str | None = None) -> Volume:
-    """Read one DICOM series from ``folder`` with SimpleITK/GDCM (slices sorted by position) into a
-    :class:`Volume` with ``array`` in ``(z, y, x)`` order (slice, row, column) and modality from (0008,0060).
-
-    Several series in the folder: ``series_id`` picks one, else the one with the most files (warning).
-    """
+def dicom_series_files(folder: Path, series_id: str | None = None) -> tuple[str, list[str]]:
+    """``(series id, files)`` of one DICOM series in ``folder``, files in GDCM's slice order: ``series_id``,
+    else the series with the most files (with a warning when there are several). Raises
+    :class:`VolumeFormatError`."""
     p = Path(folder)
     sitk = _import_optional("SimpleITK", f"reading the DICOM folder {p}")
     ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)) or [])
@@ -475,11 +484,23 @@ def read_dicom_series(folder, series_id: str | None = None) -> Volume:
         series_id = max(ids, key=lambda s: len(files_by_id[s]))
         if len(ids) > 1:
             warnings.warn(f"{p} holds {len(ids)} DICOM series; reading {series_id} ({len(files_by_id[series_id])} "
-                          f"files). Pass series_id= to choose.", stacklevel=3)
+                          f"files). Pass series_id= to choose.", stacklevel=4)
     elif series_id not in files_by_id:
         raise VolumeFormatError(f"{p}: no DICOM series {series_id!r}; the folder holds {ids}")
+    return series_id, files_by_id[series_id]
+
+
+def read_dicom_series(folder, series_id: str | None = None) -> Volume:
+    """Read one DICOM series from ``folder`` with SimpleITK/GDCM (slices sorted by position) into a
+    :class:`Volume` with ``array`` in ``(z, y, x)`` order (slice, row, column) and modality from (0008,0060).
+
+    Several series in the folder: ``series_id`` picks one, else the one with the most files (warning).
+    """
+    p = Path(folder)
+    sitk = _import_optional("SimpleITK", f"reading the DICOM folder {p}")
+    series_id, files = dicom_series_files(p, series_id)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files_by_id[series_id])
+    reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
         img = reader.Execute()
@@ -488,7 +509,7 @@ def read_dicom_series(folder, series_id: str | None = None) -> Volume:
                                 f"({str(exc).strip().splitlines()[-1]})") from exc
     meta = {k: reader.GetMetaData(0, k) for k in reader.GetMetaDataKeys(0)}
     meta["series_id"] = series_id
-    meta["files"] = len(files_by_id[series_id])
+    meta["files"] = len(files)
     return _volume_from_sitk(img, p, meta.get("0008|0060"), meta)
 
 

@@ -1,6 +1,7 @@
-"""Models Genesis corruptions, batched in torch: flip, local pixel shuffle, non-linear (Bezier) intensity,
-in-painting and out-painting (upstream: MrGiovanni/ModelsGenesis ``pytorch/utils.py``, ``generate_pair``;
-described in ``docs/pretraining-recipes.md`` §1.3).
+"""Models Genesis corruptions, batched on torch tensors: flip, local pixel shuffle, non-linear (Bezier)
+intensity, in-painting and out-painting (upstream: MrGiovanni/ModelsGenesis ``pytorch/utils.py``,
+``generate_pair``; described in ``docs/pretraining-recipes.md`` §1.3; re-implemented step for step in
+:mod:`zoo.transforms.genesis_reference`, the baseline of tests and ``benchmarks/genesis_transforms.py``).
 
 Axis order
 ----------
@@ -13,12 +14,22 @@ in ``[0, 1]`` (:func:`zoo.io.preprocess.genesis_ct`); the Bezier map clamps valu
 Device and randomness
 ---------------------
 Everything runs on ``batch.device``. Pass a ``torch.Generator`` **on that device** for reproducible results
-(the same generator state and input give the same output on the same device and torch version); with
-``generator=None`` torch's default generator is used. Results are *statistically* equivalent to the
-per-cube numpy reference (:mod:`zoo.transforms.genesis_reference`) and to upstream, not draw-for-draw
-identical: the random numbers are drawn in a different order. On CPU two steps call numpy on the tensors'
-memory (row sorts of random int64 keys and a radix argsort), because its vectorised sorts are about ten
-times faster than ``torch.sort`` there; the keys themselves come from ``generator``.
+(the same generator state and input give the same output on the same device and the same torch and numpy
+versions); with ``generator=None`` torch's default generator is used. Results are *statistically*
+equivalent to upstream (:mod:`zoo.transforms.genesis_reference` re-implements its loop step for step), not
+draw-for-draw identical: the random numbers come from other generators, in another order.
+
+Two code paths with the same laws (tested against each other and against the upstream loop):
+
+* **CPU, float32/float64** (:func:`genesis_corrupt`, :func:`local_pixel_shuffle`, the Bezier tables): numpy
+  on the tensors' memory, one core whatever torch's thread count. Each call draws one seed (two 62-bit
+  integers) from ``generator`` and takes every other random number from a numpy PCG64 seeded with it, several
+  times faster than torch's CPU generator; numpy's vectorised row sorts and radix sort stand in for
+  ``torch.sort``, which is about ten times slower on CPU. :func:`genesis_corrupt` also leaves out work whose
+  result is overwritten: for an out-painted sample only the shuffle blocks that overlap a kept window are
+  computed and the Bezier map is applied to the windows only.
+* **Other devices and dtypes** (the training device, e.g. CUDA): torch operations only, every random number
+  from ``generator``.
 
 Multi-channel batches
 ---------------------
@@ -51,6 +62,7 @@ Deviations from upstream
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import NamedTuple
@@ -87,7 +99,7 @@ class GenesisConfig:
     invert_rate: float = 0.5        #: probability that an applied Bezier map is the inverting one
     bezier_samples: int = 4096      #: curve samples of the batched version (see module docstring)
     bezier_lut_size: int = 8192     #: lookup-table entries of the batched version
-    bezier_samples_reference: int = 100_000  #: curve samples of the numpy reference (upstream value)
+    bezier_samples_reference: int = 100_000  #: upstream's curve samples (unused here: kept for old configs)
     paint_rate: float = 0.9         #: probability of in- or out-painting
     inpaint_rate: float = 0.2       #: in-painting share of painting (out-painting: 1 - inpaint_rate)
     inpaint_max_blocks: int = 5
@@ -176,11 +188,12 @@ def _flip_parity(n: int, generator, device, rate: float, max_flips: int) -> torc
 
 
 def _apply_flips_(x: torch.Tensor, parity: torch.Tensor, legacy_flip: bool) -> None:
-    dims = (1, 2, 3) if legacy_flip else (2, 3, 4)
-    for k, dim in enumerate(dims):
-        idx = parity[:, k].nonzero().flatten()
-        if idx.numel():
-            x.index_copy_(0, idx, x.index_select(0, idx).flip(dim))
+    """Flip sample ``i`` of ``x`` in place along the axes where ``parity[i]`` is set, all in one pass."""
+    dims = (0, 1, 2) if legacy_flip else (1, 2, 3)         # axes of one sample (C, S0, S1, S2)
+    for i, row in enumerate(parity.tolist()):
+        axes = [d for d, on in zip(dims, row) if on]
+        if axes:
+            x[i] = x[i].flip(axes)
 
 
 def flip(x: torch.Tensor, target: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -269,9 +282,16 @@ def local_pixel_shuffle(x: torch.Tensor, generator: torch.Generator | None = Non
 
     With ``return_blocks`` also returns ``(starts, sizes)``, two ``(N, n_blocks, 3)`` int64 tensors in block
     order (the block at index ``n_blocks - 1`` is written last).
+
+    On CPU (float32/float64) the numpy path does the same with numpy primitives (:func:`_np_shuffle`).
     """
     _check_batch(x, "x")
     _check_generator(generator, x.device)
+    if _numpy_path(x):
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        blocks = _np_shuffle_rows_(out, x, None, n_blocks, _np_rng(generator, x.device), None, return_blocks)
+        return (out, blocks) if return_blocks else out
     out = x.clone()
     blocks = _shuffle_rows_(out, None, generator, n_blocks, chunk_voxels, return_blocks)
     return (out, blocks) if return_blocks else out
@@ -363,6 +383,250 @@ def _shuffle_chunk(x: torch.Tensor, nb: int, generator, return_blocks: bool):
     return out, blocks
 
 
+# ------------------------------------------------------------------ pixel shuffling, CPU (numpy) path
+_CPU_NUMPY = True           #: CPU float32/float64 tensors take the numpy paths below (tests switch it off)
+
+
+def _numpy_path(x: torch.Tensor) -> bool:
+    return _CPU_NUMPY and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def _np_rng(generator, device) -> np.random.Generator:
+    """A numpy PCG64 generator seeded with two 62-bit draws from ``generator`` (so the same generator state
+    gives the same numbers). On CPU the bulk random bits come from it: numpy's PCG64 makes them several
+    times faster than ``torch.Generator``'s Mersenne twister."""
+    seed = torch.randint(0, 1 << 62, (2,), generator=generator, device=device, dtype=torch.int64).tolist()
+    return np.random.Generator(np.random.PCG64(seed))
+
+
+_WORKSPACE = threading.local()
+_NP_ROW = 64                    #: block voxels per sort row in _np_shuffle (several small blocks per row)
+
+
+def _workspace(name: str, n: int, dtype) -> np.ndarray:
+    """A reusable 1-D scratch array of ``n`` elements (per thread; grown on demand): saves the page faults of
+    fresh multi-megabyte buffers on every call. The shuffle keeps about 30 MB here (8 cubes of 32 x 64 x 64
+    per call at most)."""
+    cache = _WORKSPACE.__dict__
+    buf = cache.get(name)
+    nbytes = n * np.dtype(dtype).itemsize
+    if buf is None or buf.nbytes < nbytes:
+        buf = cache[name] = np.empty(max(nbytes, 1 << 20), dtype=np.uint8)
+    return buf[:nbytes].view(dtype)
+
+
+class _NpBlockTables(NamedTuple):
+    sizes: np.ndarray           # (T, 3) int64, C order over (s0, s1, s2), 1 <= s <= S // 10
+    counts: np.ndarray          # (T,) voxels per block of each type
+    offsets: list               # per type: int64 flat offsets of the block's voxels from its first voxel
+    offsets32: list             # the same, int32
+    sizes32: np.ndarray         # sizes, int32
+    span: np.ndarray            # (T, 3) float64: number of possible starts, S - s + 1
+    off_bits: int               # bits of the largest offset
+    arange_v: np.ndarray        # int32 0 .. V - 1
+    per_row: np.ndarray         # (T,) blocks per sort row: _NP_ROW // voxels (at least 1)
+    row_keys: list              # per type: (block index in the row << 46) | offset, for one row
+    off_bits_span: int          # largest offset + 1: room past the volumes for the dummy blocks
+
+
+@lru_cache(maxsize=16)
+def _np_block_tables(spatial: tuple[int, int, int]) -> _NpBlockTables:
+    sizes, offsets = _block_templates(spatial)
+    sizes = sizes.numpy()
+    offsets = [t.numpy() for t in offsets]
+    v = spatial[0] * spatial[1] * spatial[2]
+    per_row = np.maximum(1, _NP_ROW // sizes.prod(1))
+    row_keys = [((np.arange(k, dtype=np.int64)[:, None] << 46) | o[None, :]).ravel() for k, o in zip(per_row, offsets)]
+    return _NpBlockTables(sizes, sizes.prod(1), offsets, [o.astype(np.int32) for o in offsets],
+                          sizes.astype(np.int32), (np.array(spatial) + 1 - sizes).astype(np.float64),
+                          max(1, int(max(o[-1] for o in offsets)).bit_length()), np.arange(v, dtype=np.int32),
+                          per_row, row_keys, int(max(o[-1] for o in offsets)) + 1)
+
+
+def _np_blocks_hit(starts: np.ndarray, sizes: np.ndarray, boxes, spatial) -> np.ndarray:
+    """Which blocks (first voxels ``starts``, sizes ``sizes``: ``(3, K)`` int32) overlap at least one of
+    ``boxes`` (``(start, size)`` pairs of 3-tuples). Per axis a small table gives, for every (start, size),
+    the bit mask of the boxes that a block overlaps along that axis (8 boxes per byte); a block overlaps a box
+    when its three masks share that box's bit."""
+    lo = np.array([b[0] for b in boxes], dtype=np.int64)               # (boxes, 3)
+    hi = lo + np.array([b[1] for b in boxes], dtype=np.int64)
+    hit = None
+    for d, s in enumerate(spatial):
+        max_size = s // 10 + 1
+        st = np.arange(s)[:, None, None]
+        ends = st + np.arange(max_size)[None, :, None]
+        table = np.packbits((st < hi[:, d]) & (ends > lo[:, d]), axis=-1, bitorder="little")  # (s, size, bytes)
+        idx = starts[d] * max_size
+        idx += sizes[d]
+        table = table.reshape(s * max_size, -1)
+        mask = table[:, 0].take(idx) if table.shape[1] == 1 else table[idx]
+        hit = mask if hit is None else np.bitwise_and(hit, mask, out=hit)
+    return hit != 0 if hit.ndim == 1 else hit.any(axis=1)
+
+
+def _np_shuffle(srcs, dsts, rng: np.random.Generator, nb: int, keep_boxes=None, return_blocks: bool = False):
+    """Local pixel shuffling, numpy on one core: ``dsts[i]`` becomes the shuffled ``srcs[i]`` (C-contiguous
+    float arrays ``(C, S0, S1, S2)`` of one shape and dtype; a destination must not share memory with the
+    sources). Returns ``(blocks, sources)``: ``blocks`` is ``(starts, sizes)``, ``(M, nb, 3)`` int64 in block
+    order, with ``return_blocks`` (else None); where ``dsts[i]`` is None nothing is written and
+    ``sources[i]`` holds instead, for every voxel, the flat index in ``srcs[i]`` of its shuffled value (int32
+    ``(S0, S1, S2)``), so that a caller needing a few regions only can gather just those.
+
+    The algorithm of :func:`_shuffle_chunk`, arranged for numpy on one core:
+
+    * geometry: a uniform size type per block (so the size per axis is uniform and independent), start
+      ``floor(u * (S - size + 1))`` per axis from a float64 ``u``; blocks grouped by type (then sample and
+      first slice, so that consecutive blocks write near each other) with numpy's radix sort of an int16 key;
+    * a block's permutation: its template offsets sorted by 32 random bits each (``bits << off_bits |
+      offset`` in one int64; a tie, which keeps two voxels in template order, has probability below
+      ``n**2 / 2**33`` per block). The sorted offsets are the block's **destinations**, its sources stay in
+      template order: a uniform permutation and its inverse have the same law, so this is the upstream
+      ``dest[j] = src[perm[j]]``. Small blocks of one type share a sort row (``_NP_ROW`` voxels), their index
+      in the row above the random bits, which saves numpy's per-row cost; padding blocks write past the end;
+    * last writer wins: ``order << bits | source`` of every block voxel goes to its destination through one
+      ``scatter_reduce(amax)``; voxels no block covers keep ``0 << bits | themselves``;
+    * ``keep_boxes``: per sample None or a list of ``(start, size)`` boxes; blocks of that sample that overlap
+      none of them are dropped before any per-voxel work (the voxels they would write are discarded by the
+      caller: :func:`genesis_corrupt` passes the windows that out-painting keeps).
+    """
+    m, c = len(srcs), srcs[0].shape[0]
+    spatial = tuple(int(s) for s in srcs[0].shape[1:])
+    d1, d2 = spatial[1], spatial[2]
+    v = spatial[0] * d1 * d2
+    tab = _np_block_tables(spatial)
+    n_types = len(tab.sizes)
+    vbits = max(1, (v - 1).bit_length())
+    if nb.bit_length() + vbits > 62 or tab.off_bits > 31 or n_types >= 1 << 15:
+        raise ValueError(f"local pixel shuffling: too many blocks or voxels ({nb} blocks, {v} voxels per sample)")
+    key_dtype = np.int32 if nb.bit_length() + vbits <= 31 else np.int64
+
+    # geometry in block order (sample-major), per axis contiguous
+    mb = m * nb
+    btype = rng.integers(0, n_types, size=mb, dtype=np.int16)
+    bt = btype.astype(np.intp)
+    u = rng.random((3, mb))
+    starts = np.empty((3, mb), dtype=np.int32)
+    for d in range(3):
+        u[d] *= tab.span[:, d].take(bt)
+        starts[d] = u[d]                               # floor: u * span >= 0
+    sizes = None
+    if return_blocks or keep_boxes is not None:
+        sizes = np.stack([tab.sizes32[:, d].take(bt) for d in range(3)])
+    blocks = None
+    if return_blocks:
+        blocks = (starts.T.reshape(m, nb, 3).astype(np.int64), sizes.T.reshape(m, nb, 3).astype(np.int64))
+    # grouping key: type, then sample, then first slice (binned so that the key fits in int16, which numpy
+    # sorts with a radix sort): consecutive blocks of a type then write near each other
+    z_bins = max(1, min(spatial[0], (1 << 15) // (n_types * m)))
+    group = btype.astype(np.int32)
+    group *= m
+    group += np.arange(m, dtype=np.int32).repeat(nb)
+    group *= z_bins
+    group += starts[0] * z_bins // spatial[0]
+    base = starts[0] * (d1 * d2)
+    base += starts[1] * d2
+    base += starts[2]
+    block_id = None
+    if keep_boxes is not None and any(b is not None for b in keep_boxes):
+        keep = np.ones(mb, dtype=bool)
+        for i, boxes in enumerate(keep_boxes):
+            if boxes is not None:
+                sl = slice(i * nb, (i + 1) * nb)
+                keep[sl] = _np_blocks_hit(starts[:, sl], sizes[:, sl], boxes, spatial)
+        block_id = np.flatnonzero(keep)
+        btype, base, group = btype[block_id], base[block_id], group[block_id]
+    by = np.argsort(group.astype(np.int16) if n_types * m * z_bins <= 1 << 15 else group, kind="stable")
+    counts = np.bincount(btype, minlength=n_types)
+    base = base[by]
+    gid = by if block_id is None else block_id[by]
+    sample = (gid // nb).astype(np.int32)
+    order = (gid - sample * nb + 1).astype(key_dtype)
+    order_src = (order << vbits) + base                            # order << vbits | block start (local)
+    dest_base = sample * v + base if m * v < 1 << 31 else sample.astype(np.int64) * v + base
+
+    # Rows of up to _NP_ROW block voxels: k = _NP_ROW // n blocks of a type share a sort row (the block's
+    # index in the row sits above the random bits, so each block still sorts on its own), which spares the
+    # per-row cost of numpy's sort for small blocks. Counts are padded to multiples of k with dummy blocks
+    # that write past the end of the volumes.
+    n_t, k_t = tab.counts, tab.per_row
+    padded = -(-counts // k_t) * k_t
+    pad_start = np.cumsum(padded) - padded
+    real_at = np.repeat(pad_start - (np.cumsum(counts) - counts), counts) + np.arange(len(base))
+    dest_p = np.full(int(padded.sum()), m * v, dtype=np.int64)              # dummies: past the end
+    order_p = np.zeros(len(dest_p), dtype=key_dtype)
+    dest_p[real_at], order_p[real_at] = dest_base, order_src
+    total = int(padded @ n_t)
+    mask = (1 << tab.off_bits) - 1
+    keys = _workspace("keys", total, np.int64)
+    bits = rng.bit_generator.random_raw((total + 1) // 2).view(np.uint32)[:total]
+    np.left_shift(bits, tab.off_bits, out=keys, dtype=np.int64)   # 32 random bits above the offset
+    val = _workspace("val", total, key_dtype)
+    offsets = tab.offsets32 if key_dtype is np.int32 else tab.offsets
+    pos = blk = 0
+    for t in np.flatnonzero(counts).tolist():
+        cnt, n, k = int(padded[t]), int(n_t[t]), int(k_t[t])
+        length = cnt * n
+        rows = keys[pos:pos + length].reshape(cnt // k, k * n)
+        rows |= tab.row_keys[t]                # block index in the row | template offset
+        rows.sort(axis=1)
+        rows &= mask                           # each block's template offsets in a uniform random order
+        rows = rows.reshape(cnt, n)
+        rows += dest_p[blk:blk + cnt, None]    # -> destination voxels (global)
+        np.add(order_p[blk:blk + cnt, None], offsets[t], out=val[pos:pos + length].reshape(cnt, n))
+        pos += length
+        blk += cnt
+    winner = _workspace("winner", m * v + tab.off_bits_span, key_dtype)
+    winner[:m * v].reshape(m, v)[:] = tab.arange_v
+    torch.from_numpy(winner).scatter_reduce_(0, torch.from_numpy(keys), torch.from_numpy(val), reduce="amax")
+    winner = winner[:m * v]
+    winner &= (1 << vbits) - 1                 # the source voxel, local to the sample
+    winner = winner.reshape(m, v)
+    sources = [None] * m
+    for i in range(m):
+        if dsts[i] is None:
+            sources[i] = winner[i].reshape(spatial).copy()
+            continue
+        src = torch.from_numpy(srcs[i]).view(c, v)
+        dst = torch.from_numpy(dsts[i]).view(c, v)
+        for ch in range(c):
+            torch.index_select(src[ch], 0, torch.from_numpy(winner[i]), out=dst[ch])
+    return blocks, sources
+
+
+def _np_group_samples(m_total: int, spatial, nb: int) -> int:
+    """Samples per call of :func:`_np_shuffle`: about two million block voxels, at most 8 samples."""
+    per_sample = nb * float(_np_block_tables(spatial).counts.mean())
+    return max(1, min(8, m_total, int((1 << 21) // per_sample)))
+
+
+def _np_shuffle_rows_(x: torch.Tensor, source: torch.Tensor, rows, nb: int, rng: np.random.Generator,
+                      keep_boxes=None, return_blocks: bool = False):
+    """``x[r]`` = shuffled ``source[r]`` for the samples ``rows`` (contiguous CPU tensors of one shape, not
+    sharing memory; numpy path). ``keep_boxes``: one entry per row (see :func:`_np_shuffle`); rows that have
+    boxes are not written: their source indices are returned instead, as ``{row: (S0, S1, S2) int32}``.
+    With ``return_blocks`` returns ``(starts, sizes)`` tensors ``(len(rows), nb, 3)``."""
+    spatial = tuple(int(s) for s in x.shape[2:])
+    _require(spatial, _shuffle_ok, "local pixel shuffling needs every spatial axis >= 10 voxels")
+    rows = list(range(x.shape[0])) if rows is None else [int(r) for r in rows]
+    xn, sn = x.numpy(), source.numpy()
+    step = _np_group_samples(len(rows), spatial, nb)
+    blocks, deferred = [], {}
+    for lo in range(0, len(rows), step):
+        idx = rows[lo:lo + step]
+        boxes = None if keep_boxes is None else keep_boxes[lo:lo + step]
+        dsts = [xn[r] if boxes is None or boxes[k] is None else None for k, r in enumerate(idx)]
+        b, sources = _np_shuffle([sn[r] for r in idx], dsts, rng, nb, boxes, return_blocks)
+        blocks.append(b)
+        deferred.update((r, s) for r, s in zip(idx, sources) if s is not None)
+    if not return_blocks:
+        return deferred
+    if not blocks:
+        empty = torch.zeros((0, nb, 3), dtype=torch.int64)
+        return empty, empty.clone()
+    return (torch.from_numpy(np.concatenate([b[0] for b in blocks])),
+            torch.from_numpy(np.concatenate([b[1] for b in blocks])))
+
+
 # ----------------------------------------------------------------------------------- Bezier intensity
 def bezier_lut(control: torch.Tensor, inverted: torch.Tensor, n_samples: int = 4096,
                lut_size: int = 8192) -> torch.Tensor:
@@ -371,9 +635,13 @@ def bezier_lut(control: torch.Tensor, inverted: torch.Tensor, n_samples: int = 4
     ``control`` ``(M, 4)``: the inner control points ``a, b, c, d`` of the curve through ``[0, 0], [a, b],
     [c, d], [1, 1]``; ``inverted`` ``(M,)`` bool. Row ``i`` is the map at ``lut_size`` equally spaced inputs
     in ``[0, 1]``. Plain: increasing, 0 -> 0 and 1 -> 1. Inverted (upstream sorts only the x samples, so y
-    keeps its order in t): decreasing, 0 -> 1 and 1 -> 0. Computed in float64, returned as float32.
+    keeps its order in t): decreasing, 0 -> 1 and 1 -> 0. Computed in float64, returned as float32. On CPU
+    the same table comes from ``np.interp`` of the samples (several times faster than the torch code).
     """
     device = control.device
+    if _CPU_NUMPY and device.type == "cpu":
+        return torch.from_numpy(_bezier_lut_np(control.to(torch.float64).numpy(), inverted.numpy(),
+                                               n_samples, lut_size))
     ctl = control.to(torch.float64)
     m = ctl.shape[0]
     # upstream samples t in [0, 1] with t = 0 at the last point [1, 1]; s = 1 - t runs the other way, so the
@@ -408,17 +676,44 @@ def bezier_lut(control: torch.Tensor, inverted: torch.Tensor, n_samples: int = 4
     return lut.to(torch.float32)
 
 
+@lru_cache(maxsize=8)
+def _bezier_weights_np(n_samples: int) -> np.ndarray:
+    s = np.linspace(0.0, 1.0, n_samples)
+    t = 1.0 - s
+    return np.stack([3.0 * t * t * s, 3.0 * t * s * s, s * s * s])     # see bezier_lut
+
+
+def _bezier_lut_np(control: np.ndarray, inverted: np.ndarray, n_samples: int, lut_size: int) -> np.ndarray:
+    """:func:`bezier_lut` in numpy: the same samples, mapped onto the grid with ``np.interp``."""
+    m = control.shape[0]
+    ones = np.ones((m, 1))
+    curve_x = np.concatenate([control[:, 0:1], control[:, 2:3], ones], 1) @ _bezier_weights_np(n_samples)
+    curve_y = np.concatenate([control[:, 1:2], control[:, 3:4], ones], 1) @ _bezier_weights_np(n_samples)
+    grid = np.linspace(0.0, 1.0, lut_size)
+    lut = np.empty((m, lut_size), dtype=np.float32)
+    for i in range(m):
+        ys = curve_y[i, ::-1] if inverted[i] else curve_y[i]      # inverted: y keeps its order in t
+        lut[i] = np.interp(grid, curve_x[i], ys)
+    return lut
+
+
+def _apply_lut_(flat: torch.Tensor, lut: torch.Tensor, slope: torch.Tensor) -> None:
+    """``flat = lut(flat)`` in place for a contiguous 1-D tensor: linear interpolation in the table
+    (``slope = lut[1:] - lut[:-1]``), inputs clamped to ``[0, 1]``."""
+    g = lut.shape[0]
+    pos = flat.clamp_(0.0, 1.0).mul_(g - 1)                    # in place: flat is overwritten below
+    i0 = pos.to(torch.int32).clamp_(max=g - 2)
+    w = pos.sub_(i0)
+    torch.addcmul(lut.index_select(0, i0), slope.index_select(0, i0), w, out=pos)
+
+
 def _apply_lut_rows_(x: torch.Tensor, rows: torch.Tensor, lut: torch.Tensor) -> None:
-    """``x[rows[i]] = lut_i(x[rows[i]])`` in place, linear interpolation, inputs clamped to ``[0, 1]``. One
-    sample at a time, which keeps the temporaries in cache (3-4x faster than one batched pass on CPU)."""
-    g = lut.shape[1]
+    """``x[rows[i]] = lut_i(x[rows[i]])`` in place (:func:`_apply_lut_`). One sample at a time, which keeps
+    the temporaries in cache (3-4x faster than one batched pass on CPU)."""
     lut = lut.to(x.dtype)
     slope = lut[:, 1:] - lut[:, :-1]
     for i, r in enumerate(rows.tolist()):
-        pos = x[r].view(-1).clamp_(0.0, 1.0).mul_(g - 1)         # in place: x[r] is overwritten below
-        i0 = pos.to(torch.int32).clamp_(max=g - 2)
-        w = pos.sub_(i0)
-        torch.addcmul(lut[i].index_select(0, i0), slope[i].index_select(0, i0), w, out=pos)
+        _apply_lut_(x[r].view(-1), lut[i], slope[i])
 
 
 def bezier_map(x: torch.Tensor, control: torch.Tensor, inverted: torch.Tensor, n_samples: int = 4096,
@@ -558,6 +853,127 @@ def out_painting(x: torch.Tensor, generator: torch.Generator | None = None, max_
     return (out, boxes) if return_boxes else out
 
 
+# ------------------------------------------------------------------------------- pipeline, CPU path
+def _np_loop_active(rng: np.random.Generator, m: int, max_count: int, rate: float) -> np.ndarray:
+    """:func:`_loop_active` with numpy: ``(m, max_count)`` bool, the iterations of ``while random() < rate``."""
+    return np.logical_and.accumulate(rng.random((m, max_count)) < rate, axis=1)
+
+
+def _np_boxes(rng: np.random.Generator, m: int, spatial, k: int, size_lo, size_hi, complement: bool):
+    """:func:`_draw_boxes` with numpy: ``(m, k, 3)`` int64 starts and sizes."""
+    starts, sizes = np.empty((m, k, 3), np.int64), np.empty((m, k, 3), np.int64)
+    for d, s in enumerate(spatial):
+        r = rng.integers(size_lo(s), size_hi(s), size=(m, k), endpoint=True)
+        sizes[..., d] = s - r if complement else r
+        starts[..., d] = rng.integers(3, s - sizes[..., d] - 3, endpoint=True)
+    return starts, sizes
+
+
+def _np_box_lists(starts, sizes, active):
+    return [[tuple(slice(int(a), int(a + n)) for a, n in zip(starts[i, j], sizes[i, j]))
+             for j in range(active.shape[1]) if active[i, j]] for i in range(len(active))]
+
+
+def _corrupt_numpy(batch: torch.Tensor, generator, config: GenesisConfig) -> GenesisResult:
+    """:func:`genesis_corrupt` for float32/float64 CPU tensors, with numpy on the tensors' memory.
+
+    The same transforms with the same laws as the generic path, drawn from a numpy PCG64 seeded from
+    ``generator`` (:func:`_np_rng`), with the work whose result is thrown away left out: out-painting
+    replaces everything outside its windows by noise, so for an out-painted sample only the shuffle blocks
+    that overlap a window are computed and the Bezier map is applied to the windows only; the target is
+    written flipped in one pass, and the damaged copy of a sample is only filled where nothing else writes it
+    whole."""
+    n, c = batch.shape[:2]
+    spatial = tuple(int(s) for s in batch.shape[2:])
+    device = batch.device
+    rng = _np_rng(generator, device)
+    bn = batch.detach().contiguous().numpy()
+
+    # 1. flips: the target is written flipped directly
+    go = _np_loop_active(rng, n, config.max_flips, config.flip_rate)
+    axis = rng.integers(0, 3, size=(n, config.max_flips))
+    parity = ((np.eye(3, dtype=np.int64)[axis] * go[..., None]).sum(1) % 2).astype(bool)
+    target = torch.empty_like(batch, memory_format=torch.contiguous_format)
+    tn = target.numpy()
+    dims = (0, 1, 2) if config.legacy_flip else (1, 2, 3)
+    for i in range(n):
+        axes = tuple(d for d, on in zip(dims, parity[i]) if on)
+        np.copyto(tn[i], np.flip(bn[i], axes) if axes else bn[i])
+
+    # decisions, geometry and Bezier curves, per row (sample, or sample and channel with per_channel)
+    m, cr = (n * c, 1) if config.per_channel else (n, c)
+    source = target.view(m, cr, *spatial)
+    x = torch.empty_like(source)
+    sn, xn = source.numpy(), x.numpy()
+    shuffled = rng.random(m) < config.local_rate
+    nl = rng.random(m) < config.nonlinear_rate
+    paint = rng.random(m) < config.paint_rate
+    inner = rng.random(m) < config.inpaint_rate
+    inpainted, outpainted = paint & inner, paint & ~inner
+    in_rows, out_rows = np.flatnonzero(inpainted).tolist(), np.flatnonzero(outpainted).tolist()
+    in_active = _np_loop_active(rng, len(in_rows), config.inpaint_max_blocks, config.paint_continue_rate)
+    in_boxes = _np_box_lists(*_np_boxes(rng, len(in_rows), spatial, config.inpaint_max_blocks,
+                                        lambda s: s // 6, lambda s: s // 3, False), in_active)
+    out_active = np.concatenate([np.ones((len(out_rows), 1), bool),
+                                 _np_loop_active(rng, len(out_rows), config.outpaint_max_extra,
+                                                 config.paint_continue_rate)], axis=1)
+    out_geom = _np_boxes(rng, len(out_rows), spatial, config.outpaint_max_extra + 1,
+                         lambda s: 3 * s // 7, lambda s: 4 * s // 7, True)
+    window_of = dict(zip(out_rows, _np_box_lists(*out_geom, out_active)))
+    nl_rows = np.flatnonzero(nl).tolist()
+    control = rng.random((len(nl_rows), 4))
+    inverted = np.zeros(m, dtype=bool)
+    inverted[nl_rows] = rng.random(len(nl_rows)) < config.invert_rate
+
+    # 2. local pixel shuffle: x[r] <- shuffled source[r]; out-painted rows only near their windows, and
+    #    only their source indices (step 4 gathers the windows)
+    sh_rows = np.flatnonzero(shuffled).tolist()
+    shuffled_src = {}
+    if sh_rows:
+        keep = [[(tuple(b.start for b in w), tuple(b.stop - b.start for b in w)) for w in window_of[r]]
+                if r in window_of else None for r in sh_rows]
+        shuffled_src = _np_shuffle_rows_(x, source, sh_rows, config.shuffle_blocks, rng, keep)
+    for r in range(m):                          # rows nothing else writes whole
+        if not shuffled[r] and not outpainted[r]:
+            xn[r] = sn[r]
+
+    # 3. Bezier map (out-painted rows: below, on the windows only)
+    lut_of = {}
+    if nl_rows:
+        lut = torch.from_numpy(_bezier_lut_np(control, inverted[nl_rows], config.bezier_samples,
+                                              config.bezier_lut_size)).to(x.dtype)
+        slope = lut[:, 1:] - lut[:, :-1]
+        for i, r in enumerate(nl_rows):
+            if outpainted[r]:
+                lut_of[r] = (lut[i], slope[i])
+            else:
+                _apply_lut_(x[r].view(-1), lut[i], slope[i])
+
+    # 4. in-painting: noise in the boxes; out-painting: noise except the windows
+    every = (slice(None),)
+    for r, boxes in zip(in_rows, in_boxes):
+        for box in boxes:
+            region = xn[r][every + box]
+            region[...] = rng.random(region.shape, dtype=xn.dtype)
+    union = np.empty(spatial, dtype=bool)
+    for r in out_rows:                          # the windows' union, flat: read once, mapped, then written
+        union[...] = False
+        for box in window_of[r]:
+            union[box] = True
+        idx = torch.from_numpy(np.flatnonzero(union))
+        src_idx = torch.from_numpy(shuffled_src[r]).view(-1).index_select(0, idx) if shuffled[r] else idx
+        kept = source[r].view(cr, -1).index_select(1, src_idx)
+        if r in lut_of:
+            _apply_lut_(kept.view(-1), *lut_of[r])
+        rng.random(out=xn[r], dtype=xn.dtype)
+        x[r].view(cr, -1).index_copy_(1, idx, kept)
+
+    as_t = torch.from_numpy
+    applied = {"flipped": as_t(parity), "shuffled": as_t(shuffled), "nonlinear": as_t(nl),
+               "inverted": as_t(inverted), "inpainted": as_t(inpainted), "outpainted": as_t(outpainted)}
+    return GenesisResult(x.view(batch.shape), target, applied)
+
+
 # ------------------------------------------------------------------------------------------ pipeline
 def genesis_corrupt(batch: torch.Tensor, generator: torch.Generator | None = None,
                     config: GenesisConfig = GenesisConfig()) -> GenesisResult:
@@ -580,6 +996,8 @@ def genesis_corrupt(batch: torch.Tensor, generator: torch.Generator | None = Non
     spatial = tuple(batch.shape[2:])
     _require(spatial, lambda s: _outpaint_ok(s) and _inpaint_ok(s) and _shuffle_ok(s),
              "genesis_corrupt needs every spatial axis >= 14 voxels")
+    if _numpy_path(batch):
+        return _corrupt_numpy(batch, generator, config)
     n, c = batch.shape[:2]
     device = batch.device
 

@@ -1,241 +1,252 @@
-"""Per-cube numpy implementation of the Models Genesis corruptions: the baseline for tests and benchmarks.
+"""The Models Genesis corruption loop as upstream runs it, step for step: the baseline of tests and benchmarks.
 
-Written from the documented algorithm (``docs/pretraining-recipes.md`` §1.3, after MrGiovanni/ModelsGenesis
-``pytorch/utils.py``), one cube at a time, with plain Python loops where the upstream code loops. It is
-deliberately simple and slow; the batched torch version is :mod:`zoo.transforms.genesis`.
+Source: GitHub MrGiovanni/ModelsGenesis, file ``pytorch/utils.py`` (functions ``bernstein_poly``,
+``bezier_curve``, ``data_augmentation``, ``nonlinear_transformation``, ``local_pixel_shuffling``,
+``image_in_painting``, ``image_out_painting``, ``generate_pair``; last changed in commit 32b7b5e, February
+2020), described in ``docs/pretraining-recipes.md`` section 1.3. This module is written anew from that
+description; it keeps the upstream function names, signatures, structure and every random draw, in the same
+order and with the same generators, so its cost and its statistics are the original's:
 
-Conventions
------------
-* A cube is a numpy array of shape ``(C, S0, S1, S2)``: channel axis first, then three spatial axes. As in
-  upstream Models Genesis the spatial axes are ``(X, Y, Z)`` of a 64 x 64 x 32 cube, but nothing here depends
-  on which physical axis is which: every size and position is computed from that axis's own length, so a
-  ``(C, Z, Y, X)`` cube of 32 x 64 x 64 (the :mod:`zoo.io` order) gets the same per-axis geometry.
-* Values are expected in ``[0, 1]`` (Genesis CT scaling, :func:`zoo.io.preprocess.genesis_ct`).
-* Randomness comes only from the ``numpy.random.Generator`` passed in. ``randint(a, b)`` of the upstream
-  code (both ends included) is ``rng.integers(a, b + 1)`` here.
+* every decision, size and position is a Python ``random`` call (``random.random``, ``random.randint``
+  with both ends included, ``random.choice``, ``random.shuffle``), one call at a time;
+* local pixel shuffling runs 10,000 iterations per cube, each with six ``randint`` draws, a slice of the
+  original, ``flatten`` (a copy), one ``np.random.shuffle`` of the block's voxels and a write-back;
+* the Bezier map samples the curve at 100,000 values of ``t`` with ``bernstein_poly`` (``comb(n, i)
+  t**(n-i) (1-t)**i``), sorts the samples with ``np.sort`` and maps the cube with ``np.interp``;
+* painting noise is ``np.random.rand``; copies are ``copy.deepcopy``.
 
-Differences from the upstream code, on purpose
-----------------------------------------------
-* Flip: upstream draws the flip axis from ``{0, 1, 2}`` of a ``(C, X, Y, Z)`` array, so one draw in three
-  flips the singleton channel axis (a no-op) and the Z axis is never flipped. Here the axis is drawn from
-  the three spatial axes; ``legacy_flip=True`` restores the upstream behaviour.
-* Multi-channel cubes: upstream shuffling reads and writes channel 0 only. Here all channels share the
-  geometry and the permutation (the spatial corruption is the same for every channel); painting noise is
-  drawn independently per channel, as upstream (``np.random.rand`` of the full shape).
+The only addition: every function takes two optional keyword arguments, ``rnd`` (default: the ``random``
+module) and ``nprnd`` (default: the ``numpy.random`` module), so a test can pass a seeded
+``random.Random`` and ``np.random.RandomState`` and replay the draws. The module functions are bound
+methods of hidden instances of those very classes, so the defaults cost what upstream costs. (Upstream also
+has a sample-image writer in ``generate_pair``, active only with ``status="train"``; it writes PNG files and
+is left out.)
+
+Upstream behaviour kept on purpose, bugs included (the batched :mod:`zoo.transforms.genesis` documents the
+ones it fixes):
+
+* Arrays are ``(C, X, Y, Z)`` per sample and ``(N, C, X, Y, Z)`` per batch; nothing depends on which
+  physical axis is which (every size comes from that axis's own length), so ``(N, C, Z, Y, X)`` cubes of
+  32 x 64 x 64 work the same.
+* Flip axis drawn from ``{0, 1, 2}`` of the ``(C, X, Y, Z)`` sample: axis 0 is the channel (a no-op for one
+  channel) and the last spatial axis is never flipped.
+* Local pixel shuffling reads and writes channel 0 only.
+* ``nonlinear_transformation`` with the inverting branch (only the x samples sorted) when
+  ``random() < 0.5``; inputs outside ``[0, 1]`` are clamped to the end values by ``np.interp``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+import random
 
 import numpy as np
 
+try:                                    # upstream's import; math.comb gives the same values
+    from scipy.special import comb
+except ImportError:                     # pragma: no cover - scipy is optional here
+    from math import comb
+
 __all__ = [
-    "ShuffleBlock",
-    "reference_bezier_curve",
-    "reference_bezier_map",
-    "reference_flip",
-    "reference_genesis_corrupt",
-    "reference_in_painting",
-    "reference_local_pixel_shuffle",
-    "reference_nonlinear",
-    "reference_out_painting",
+    "BEZIER_SAMPLES",
+    "NUM_BLOCK",
+    "UpstreamConfig",
+    "bernstein_poly",
+    "bezier_curve",
+    "corrupt_batch",
+    "data_augmentation",
+    "generate_pair",
+    "image_in_painting",
+    "image_out_painting",
+    "local_pixel_shuffling",
+    "nonlinear_transformation",
 ]
 
-
-def _randint(rng: np.random.Generator, low: int, high: int) -> int:
-    """Python's ``random.randint``: an integer in ``[low, high]``, both ends included."""
-    return int(rng.integers(low, high + 1))
+NUM_BLOCK = 10_000          #: blocks per shuffled cube, a constant inside upstream's local_pixel_shuffling
+BEZIER_SAMPLES = 100_000    #: curve samples, a constant inside upstream's nonlinear_transformation
 
 
-# ----------------------------------------------------------------------------------------------- flip
-def reference_flip(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, rate: float = 0.4,
-                   max_flips: int = 3, legacy_flip: bool = False):
-    """Flip input ``x`` and target ``y`` (both ``(C, S0, S1, S2)``) together.
+class UpstreamConfig:
+    """The transform rates of upstream ``pytorch/config.py`` (``models_genesis_config``); any object with
+    these attributes works, :class:`zoo.transforms.genesis.GenesisConfig` included."""
 
-    While ``rng.random() < rate`` and at most ``max_flips`` times, flip both arrays along one axis drawn
-    uniformly from the spatial axes ``{1, 2, 3}`` (or ``{0, 1, 2}`` with ``legacy_flip``: the upstream bug).
-    Returns ``(x, y, axes)`` with the list of axes flipped, in order.
-    """
-    axes_choice = (0, 1, 2) if legacy_flip else (1, 2, 3)
-    flipped = []
-    cnt = max_flips
-    while rng.random() < rate and cnt > 0:
-        axis = axes_choice[int(rng.integers(0, 3))]
-        x = np.flip(x, axis=axis)
-        y = np.flip(y, axis=axis)
-        flipped.append(axis)
-        cnt -= 1
-    return np.ascontiguousarray(x), np.ascontiguousarray(y), flipped
+    flip_rate = 0.4
+    local_rate = 0.5
+    nonlinear_rate = 0.9
+    paint_rate = 0.9
+    outpaint_rate = 0.8
+    inpaint_rate = 1.0 - outpaint_rate
+
+    def __init__(self, **rates):
+        for k, v in rates.items():
+            if not hasattr(self, k):
+                raise AttributeError(f"UpstreamConfig has no rate {k!r}")
+            setattr(self, k, v)
 
 
-# ----------------------------------------------------------------------------------- pixel shuffling
-@dataclass(frozen=True)
-class ShuffleBlock:
-    """One shuffled block: start and size per spatial axis ``(S0, S1, S2)``."""
-
-    start: tuple[int, int, int]
-    size: tuple[int, int, int]
-
-    def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(s, s + n) for s, n in zip(self.start, self.size))
+# ---------------------------------------------------------------------------------------------- Bezier
+def bernstein_poly(i, n, t):
+    """Bernstein term as upstream writes it: ``C(n, i) * t**(n - i) * (1 - t)**i`` (so ``t = 0`` is the
+    last control point)."""
+    return comb(n, i) * (t ** (n - i)) * (1 - t) ** i
 
 
-def reference_local_pixel_shuffle(x: np.ndarray, rng: np.random.Generator, n_blocks: int = 10_000,
-                                  return_blocks: bool = False):
-    """Local pixel shuffling of one cube ``(C, S0, S1, S2)``.
-
-    ``n_blocks`` times: block size per axis ``randint(1, S // 10)``, start ``randint(0, S - size)``; the
-    block's voxels are read from the **original** cube, flattened, randomly permuted and written into the
-    output (blocks may overlap; later writes win). All channels use the same permutation.
-    """
-    _, s0, s1, s2 = x.shape
-    orig = x.copy()
-    out = x.copy()
-    blocks = []
-    for _ in range(n_blocks):
-        size = (_randint(rng, 1, s0 // 10), _randint(rng, 1, s1 // 10), _randint(rng, 1, s2 // 10))
-        start = (_randint(rng, 0, s0 - size[0]), _randint(rng, 0, s1 - size[1]), _randint(rng, 0, s2 - size[2]))
-        sl = tuple(slice(a, a + n) for a, n in zip(start, size))
-        window = orig[(slice(None),) + sl].reshape(x.shape[0], -1)
-        perm = rng.permutation(window.shape[1])
-        out[(slice(None),) + sl] = window[:, perm].reshape((x.shape[0],) + size)
-        if return_blocks:
-            blocks.append(ShuffleBlock(start, size))
-    return (out, blocks) if return_blocks else out
+def bezier_curve(points, nTimes=1000):  # noqa: N803 - upstream's name
+    """Samples ``(xvals, yvals)`` of the Bezier curve of ``points`` (a list of ``[x, y]``) at ``nTimes``
+    equally spaced ``t`` in ``[0, 1]``."""
+    n_points = len(points)
+    x_points = np.array([p[0] for p in points])
+    y_points = np.array([p[1] for p in points])
+    t = np.linspace(0.0, 1.0, nTimes)
+    polynomial_array = np.array([bernstein_poly(i, n_points - 1, t) for i in range(0, n_points)])
+    xvals = np.dot(x_points, polynomial_array)
+    yvals = np.dot(y_points, polynomial_array)
+    return xvals, yvals
 
 
-# ----------------------------------------------------------------------------------- Bezier intensity
-def reference_bezier_curve(points, n_samples: int = 100_000):
-    """Sample the cubic Bezier curve of ``points`` (4 ``(x, y)`` pairs) at ``n_samples`` values of ``t``.
-
-    The Bernstein term is written as upstream, ``C(n, i) t^(n-i) (1-t)^i``, so ``t = 0`` is the **last**
-    control point and ``t = 1`` the first. Returns ``(xvals, yvals)``.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    n = len(pts) - 1
-    t = np.linspace(0.0, 1.0, n_samples)
-    binom = [1, 3, 3, 1] if n == 3 else [_binom(n, i) for i in range(n + 1)]
-    poly = np.stack([binom[i] * t ** (n - i) * (1.0 - t) ** i for i in range(n + 1)])
-    return pts[:, 0] @ poly, pts[:, 1] @ poly
+# ------------------------------------------------------------------------------------------ transforms
+def data_augmentation(x, y, prob=0.5, *, rnd=random):
+    """Flip ``x`` and ``y`` (``(C, X, Y, Z)``) together: while ``random() < prob``, at most 3 times, along an
+    axis drawn with ``random.choice([0, 1, 2])``. Returns the (possibly flipped) views."""
+    cnt = 3
+    while rnd.random() < prob and cnt > 0:
+        degree = rnd.choice([0, 1, 2])
+        x = np.flip(x, axis=degree)
+        y = np.flip(y, axis=degree)
+        cnt = cnt - 1
+    return x, y
 
 
-def _binom(n: int, k: int) -> int:
-    from math import comb
-    return comb(n, k)
-
-
-def reference_bezier_map(values: np.ndarray, control: tuple[float, float, float, float], inverted: bool,
-                         n_samples: int = 100_000) -> np.ndarray:
-    """Map ``values`` (any shape, intensities in ``[0, 1]``) through the Genesis Bezier curve with inner
-    control points ``(a, b), (c, d)``.
-
-    Control points ``[0, 0], [a, b], [c, d], [1, 1]``. Plain: both the curve's x and y samples are sorted
-    (increasing map, 0 -> 0, 1 -> 1). Inverted: only the x samples are sorted, so ``y`` keeps its order in
-    ``t`` (from 1 down to 0): the map sends 0 -> 1 and 1 -> 0. Applied with ``np.interp`` (values outside
-    ``[0, 1]`` are clamped to the end values).
-    """
-    a, b, c, d = control
-    xvals, yvals = reference_bezier_curve([[0, 0], [a, b], [c, d], [1, 1]], n_samples)
-    if inverted:
-        xvals = np.sort(xvals)
+def nonlinear_transformation(x, prob=0.5, *, rnd=random):
+    """With probability ``prob``: control points ``[0, 0], [a, b], [c, d], [1, 1]`` (four ``random()``
+    draws, in the order a, b, c, d), 100,000 curve samples, then with probability 0.5 only the x samples
+    sorted (an inverting map), else both; ``np.interp`` of every voxel. Returns ``x`` itself when not
+    applied, else a new float64 array."""
+    if rnd.random() >= prob:
+        return x
+    points = [[0, 0], [rnd.random(), rnd.random()], [rnd.random(), rnd.random()], [1, 1]]
+    xvals, yvals = bezier_curve(points, nTimes=BEZIER_SAMPLES)
+    if rnd.random() < 0.5:
+        xvals = np.sort(xvals)              # y keeps its order in t: decreasing map
     else:
         xvals, yvals = np.sort(xvals), np.sort(yvals)
-    return np.interp(values, xvals, yvals)
+    nonlinear_x = np.interp(x, xvals, yvals)
+    return nonlinear_x
 
 
-def reference_nonlinear(x: np.ndarray, rng: np.random.Generator, rate: float = 0.9,
-                        invert_rate: float = 0.5, n_samples: int = 100_000):
-    """Non-linear intensity on one cube ``x`` ``(C, S0, S1, S2)``. With probability ``rate``: draw ``a, b, c, d``
-    uniform in ``[0, 1)``, then invert with probability
-    ``invert_rate``, and map every voxel (all channels) through :func:`reference_bezier_map`.
+def local_pixel_shuffling(x, prob=0.5, *, rnd=random, nprnd=np.random):
+    """With probability ``prob``: 10,000 blocks on channel 0 of ``x`` ``(C, X, Y, Z)``, each of size
+    ``randint(1, S // 10)`` per axis at ``randint(0, S - size)``, read from a deep copy of the original,
+    flattened, ``np.random.shuffle``-d and written into another deep copy (later blocks win). Returns
+    ``x`` itself when not applied."""
+    if rnd.random() >= prob:
+        return x
+    image_temp = copy.deepcopy(x)
+    orig_image = copy.deepcopy(x)
+    _, img_rows, img_cols, img_deps = x.shape
+    for _ in range(NUM_BLOCK):
+        block_noise_size_x = rnd.randint(1, img_rows // 10)
+        block_noise_size_y = rnd.randint(1, img_cols // 10)
+        block_noise_size_z = rnd.randint(1, img_deps // 10)
+        noise_x = rnd.randint(0, img_rows - block_noise_size_x)
+        noise_y = rnd.randint(0, img_cols - block_noise_size_y)
+        noise_z = rnd.randint(0, img_deps - block_noise_size_z)
+        window = orig_image[0, noise_x:noise_x + block_noise_size_x,
+                            noise_y:noise_y + block_noise_size_y,
+                            noise_z:noise_z + block_noise_size_z]
+        window = window.flatten()
+        nprnd.shuffle(window)
+        window = window.reshape((block_noise_size_x, block_noise_size_y, block_noise_size_z))
+        image_temp[0, noise_x:noise_x + block_noise_size_x,
+                   noise_y:noise_y + block_noise_size_y,
+                   noise_z:noise_z + block_noise_size_z] = window
+    local_shuffling_x = image_temp
+    return local_shuffling_x
 
-    Returns ``(x, info)``; ``info`` is ``None`` when not applied, else ``(a, b, c, d, inverted)``.
-    """
-    if rng.random() >= rate:
-        return x, None
-    a, b, c, d = (float(rng.random()) for _ in range(4))
-    inverted = bool(rng.random() < invert_rate)
-    return reference_bezier_map(x, (a, b, c, d), inverted, n_samples), (a, b, c, d, inverted)
 
-
-# ------------------------------------------------------------------------------------------ painting
-@dataclass
-class PaintRecord:
-    """Boxes painted on one cube: ``(start, size)`` per block, spatial axes ``(S0, S1, S2)``."""
-
-    kind: str
-    boxes: list = field(default_factory=list)
-
-
-def reference_in_painting(x: np.ndarray, rng: np.random.Generator, max_blocks: int = 5,
-                          continue_rate: float = 0.95):
-    """In-painting of one cube ``x`` ``(C, S0, S1, S2)``: while ``rng.random() < continue_rate`` (at most ``max_blocks`` times) fill a box with
-    uniform noise in ``[0, 1)``; box size per axis ``randint(S // 6, S // 3)``, start ``randint(3, S - size - 3)``.
-    Returns ``(x, PaintRecord)``; ``x`` is modified in place (a copy is the caller's business)."""
-    _, s0, s1, s2 = x.shape
-    rec = PaintRecord("in")
-    cnt = max_blocks
-    while cnt > 0 and rng.random() < continue_rate:
-        size = tuple(_randint(rng, s // 6, s // 3) for s in (s0, s1, s2))
-        start = tuple(_randint(rng, 3, s - n - 3) for s, n in zip((s0, s1, s2), size))
-        sl = tuple(slice(a, a + n) for a, n in zip(start, size))
-        x[(slice(None),) + sl] = rng.random((x.shape[0],) + size)
-        rec.boxes.append((start, size))
+def image_in_painting(x, *, rnd=random, nprnd=np.random):
+    """While ``random() < 0.95``, at most 5 times: a box of ``randint(S // 6, S // 3)`` per axis at
+    ``randint(3, S - size - 3)`` becomes ``np.random.rand`` noise (one draw of the box's spatial shape,
+    broadcast to every channel). Modifies ``x`` in place and returns it."""
+    _, img_rows, img_cols, img_deps = x.shape
+    cnt = 5
+    while cnt > 0 and rnd.random() < 0.95:
+        block_noise_size_x = rnd.randint(img_rows // 6, img_rows // 3)
+        block_noise_size_y = rnd.randint(img_cols // 6, img_cols // 3)
+        block_noise_size_z = rnd.randint(img_deps // 6, img_deps // 3)
+        noise_x = rnd.randint(3, img_rows - block_noise_size_x - 3)
+        noise_y = rnd.randint(3, img_cols - block_noise_size_y - 3)
+        noise_z = rnd.randint(3, img_deps - block_noise_size_z - 3)
+        x[:,
+          noise_x:noise_x + block_noise_size_x,
+          noise_y:noise_y + block_noise_size_y,
+          noise_z:noise_z + block_noise_size_z] = nprnd.rand(block_noise_size_x, block_noise_size_y,
+                                                             block_noise_size_z) * 1.0
         cnt -= 1
-    return x, rec
+    return x
 
 
-def reference_out_painting(x: np.ndarray, rng: np.random.Generator, max_extra: int = 4,
-                           continue_rate: float = 0.95):
-    """Out-painting of one cube ``x`` ``(C, S0, S1, S2)``: the whole cube becomes uniform noise in ``[0, 1)`` except one window of the original,
-    then up to ``max_extra`` more windows while ``rng.random() < continue_rate``. Window size per axis
-    ``S - randint(3 * S // 7, 4 * S // 7)``, start ``randint(3, S - size - 3)``. Returns ``(x, PaintRecord)``."""
-    _, s0, s1, s2 = x.shape
-    orig = x.copy()
-    out = rng.random(x.shape)
-    rec = PaintRecord("out")
+def image_out_painting(x, *, rnd=random, nprnd=np.random):
+    """The whole cube becomes ``np.random.rand`` noise (float64) except one window of the original, then up
+    to 4 more while ``random() < 0.95``; window ``S - randint(3 * S // 7, 4 * S // 7)`` per axis at
+    ``randint(3, S - size - 3)``. Returns the new array."""
+    _, img_rows, img_cols, img_deps = x.shape
+    image_temp = copy.deepcopy(x)
+    x = nprnd.rand(x.shape[0], x.shape[1], x.shape[2], x.shape[3]) * 1.0
 
-    def window():
-        size = tuple(s - _randint(rng, 3 * s // 7, 4 * s // 7) for s in (s0, s1, s2))
-        start = tuple(_randint(rng, 3, s - n - 3) for s, n in zip((s0, s1, s2), size))
-        sl = (slice(None),) + tuple(slice(a, a + n) for a, n in zip(start, size))
-        out[sl] = orig[sl]
-        rec.boxes.append((start, size))
+    def restore_window():               # upstream writes this block out twice, identically
+        block_noise_size_x = img_rows - rnd.randint(3 * img_rows // 7, 4 * img_rows // 7)
+        block_noise_size_y = img_cols - rnd.randint(3 * img_cols // 7, 4 * img_cols // 7)
+        block_noise_size_z = img_deps - rnd.randint(3 * img_deps // 7, 4 * img_deps // 7)
+        noise_x = rnd.randint(3, img_rows - block_noise_size_x - 3)
+        noise_y = rnd.randint(3, img_cols - block_noise_size_y - 3)
+        noise_z = rnd.randint(3, img_deps - block_noise_size_z - 3)
+        x[:,
+          noise_x:noise_x + block_noise_size_x,
+          noise_y:noise_y + block_noise_size_y,
+          noise_z:noise_z + block_noise_size_z] = image_temp[:, noise_x:noise_x + block_noise_size_x,
+                                                             noise_y:noise_y + block_noise_size_y,
+                                                             noise_z:noise_z + block_noise_size_z]
 
-    window()
-    cnt = max_extra
-    while cnt > 0 and rng.random() < continue_rate:
-        window()
+    restore_window()
+    cnt = 4
+    while cnt > 0 and rnd.random() < 0.95:
+        restore_window()
         cnt -= 1
-    return out, rec
+    return x
 
 
-# ------------------------------------------------------------------------------------------ pipeline
-def reference_genesis_corrupt(cube: np.ndarray, rng: np.random.Generator, config=None):
-    """One Genesis training pair from one cube ``(C, S0, S1, S2)`` in ``[0, 1]``.
+# ------------------------------------------------------------------------------------------- pipeline
+def corrupt_batch(y, config, *, rnd=random, nprnd=np.random):
+    """The per-sample loop of :func:`generate_pair` on a batch ``y`` ``(N, C, X, Y, Z)`` that is flipped in
+    place (as upstream flips its targets). Returns ``(x, y)``: the damaged inputs (``y``'s dtype) and
+    targets."""
+    x = copy.deepcopy(y)
+    for n in range(y.shape[0]):
+        # Autoencoder
+        x[n] = copy.deepcopy(y[n])
+        # Flip
+        x[n], y[n] = data_augmentation(x[n], y[n], config.flip_rate, rnd=rnd)
+        # Local Shuffle Pixel
+        x[n] = local_pixel_shuffling(x[n], prob=config.local_rate, rnd=rnd, nprnd=nprnd)
+        # Apply non-Linear transformation with an assigned probability
+        x[n] = nonlinear_transformation(x[n], config.nonlinear_rate, rnd=rnd)
+        # Inpainting & Outpainting
+        if rnd.random() < config.paint_rate:
+            if rnd.random() < config.inpaint_rate:
+                x[n] = image_in_painting(x[n], rnd=rnd, nprnd=nprnd)
+            else:
+                x[n] = image_out_painting(x[n], rnd=rnd, nprnd=nprnd)
+    return x, y
 
-    In order, each with its own probability (``config`` is a :class:`zoo.transforms.genesis.GenesisConfig`):
-    flip (input and target together), local pixel shuffle, non-linear Bezier intensity, then in-painting
-    (``paint_rate * inpaint_rate``) or out-painting (``paint_rate * (1 - inpaint_rate)``).
 
-    Returns ``(damaged, target, info)`` where ``info`` records what was applied.
-    """
-    if config is None:
-        from .genesis import GenesisConfig
-        config = GenesisConfig()
-    y = np.array(cube, dtype=np.float64, copy=True)
-    x = y.copy()
-    x, y, flips = reference_flip(x, y, rng, config.flip_rate, config.max_flips, config.legacy_flip)
-    info = {"flips": flips, "shuffled": False, "nonlinear": None, "paint": None}
-    if rng.random() < config.local_rate:
-        x = reference_local_pixel_shuffle(x, rng, config.shuffle_blocks)
-        info["shuffled"] = True
-    x, info["nonlinear"] = reference_nonlinear(x, rng, config.nonlinear_rate, config.invert_rate,
-                                               config.bezier_samples_reference)
-    if rng.random() < config.paint_rate:
-        if rng.random() < config.inpaint_rate:
-            x, info["paint"] = reference_in_painting(x, rng, config.inpaint_max_blocks, config.paint_continue_rate)
-        else:
-            x, info["paint"] = reference_out_painting(x, rng, config.outpaint_max_extra, config.paint_continue_rate)
-    return x, y, info
+def generate_pair(img, batch_size, config, status="test", *, rnd=random, nprnd=np.random):
+    """Endless generator of training pairs ``(x, y)`` from cubes ``img`` ``(N, C, X, Y, Z)``: each step
+    ``random.shuffle`` of all indices, the first ``batch_size`` cubes (a copy) as targets, then
+    :func:`corrupt_batch`. ``status`` is accepted for upstream's signature (its sample-image writer is left
+    out)."""
+    while True:
+        index = [i for i in range(img.shape[0])]
+        rnd.shuffle(index)
+        y = img[index[:batch_size]]
+        yield corrupt_batch(y, config, rnd=rnd, nprnd=nprnd)
