@@ -62,6 +62,21 @@ def crop_ct(source: Path, out: Path, size_yx: tuple[int, int] = (192, 192)) -> d
             "shape_zyx": list(crop.shape), "spacing_zyx": list(vol.spacing_zyx)}
 
 
+def with_data_licences(readme: str, data_files: list[dict]) -> str:
+    """The draft card with the licence of every training and validation volume (from export.data.fetch's
+    sources) added under its data table: the demo weights are Apache-2.0, one of the volumes is GPL-2.0."""
+    from .data.fetch import SOURCES
+
+    licence_of = {name: (src.description, src.license) for src in SOURCES.values() for name in src.files}
+    lines = []
+    for f in data_files:
+        name = Path(f["path"]).name
+        where, licence = licence_of.get(name, ("source not recorded", "licence not recorded"))
+        lines.append(f"- `{name}` ({f.get('role', '')}): {licence}, from {where}")
+    note = "Data licences (the weights are the project's; the volumes keep their own terms):\n\n" + "\n".join(lines)
+    return readme.replace("\n## Hyper-parameters", f"\n{note}\n\n## Hyper-parameters", 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="the export.genesis run folder (its model/ is shipped)")
@@ -70,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     model = Path(args.run) / "model"
     target = ASSETS / "genesis-ct-demo"
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "README.md"):
-        shutil.copyfile(model / name, target / name)
+    shutil.copyfile(model / "config.json", target / "config.json")
+    readme = (model / "README.md").read_text(encoding="utf-8")
+    provenance = json.loads((model / "config.json").read_text(encoding="utf-8"))["provenance"]
+    with atomic_path(target / "README.md") as tmp:
+        tmp.write_text(with_data_licences(readme, provenance["data_files"]), encoding="utf-8")
     # one tensor per name: nnU-Net's alias keys (all_modules.*, decoder.encoder.*) are restored by zoo.load
     from safetensors.torch import load_file, save_file
 

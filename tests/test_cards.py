@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import re
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # conftest sets it too; no check below needs the network
 
 import pytest
 from huggingface_hub import ModelCard
@@ -20,11 +24,12 @@ from zoo.cards import (
     render_card,
     write_cards,
 )
+from zoo.cards.hub_ids import HUB_DATASETS, HUB_LICENSES, HUB_PIPELINE_TAGS, OTHER_LICENSES
 from zoo.cards.prose import results_for
 from zoo.cli.cards import add_subcommands
 from zoo.registry import CheckpointSource, License
 
-PIPELINE_TAGS = {"image-segmentation", "image-classification", "image-feature-extraction"}
+PIPELINE_TAGS = HUB_PIPELINE_TAGS
 SLUG = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 
 
@@ -47,10 +52,13 @@ def test_every_card_parses_and_has_required_metadata(name, cards):
     assert data.library_name == "medzoo"
     assert data.pipeline_tag in PIPELINE_TAGS
     assert "medzoo" in data.tags and "3d" in data.tags and all(SLUG.match(t) for t in data.tags)
-    assert data.datasets and all(re.match(r"^[\w.-]+(/[\w.-]+)?$", d) for d in data.datasets)
+    assert all(d in HUB_DATASETS.values() for d in data.datasets or ())  # Hub ids only; the rest in the text
+    assert all(d in card.text for d in entry.pretraining.datasets)
+    assert data.license in HUB_LICENSES
     if entry.license.spdx == "other":
         assert data.license == "other"
-        assert SLUG.match(data.license_name) and data.license_link == entry.license.link
+        assert data.license_name == OTHER_LICENSES[entry.license.link] and SLUG.match(data.license_name)
+        assert data.license_link == entry.license.link
     else:
         assert data.license == entry.license.spdx and data.license_name is None
     if entry.source is not None and not entry.source.package_file:
@@ -185,3 +193,89 @@ def test_cli_card_prints_the_card(capsys):
     assert _run(["card", "suprem-unet"]) == 0
     out = capsys.readouterr().out
     assert out == render_card(registry.get_entry("suprem-unet"))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# what the Hub checks: huggingface_hub's ModelCard, the Hub's ids (zoo/cards/hub_ids.py), and the demo's facts
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", registry.list_models())
+def test_committed_card_passes_model_card_validation_offline(name):
+    """``ModelCard.load`` of the committed file with metadata errors raised (``ModelCard.validate`` posts to the
+    Hub, so it is not used): the front matter round-trips through ``ModelCardData`` and every id is one the Hub
+    knows (the lists in zoo/cards/hub_ids.py)."""
+    path = default_cards_dir() / f"{name}.md"
+    card = ModelCard.load(path, ignore_metadata_errors=False)
+    data = card.data
+    again = type(data)(**data.to_dict())
+    assert again.to_dict() == data.to_dict()
+    assert data.license in HUB_LICENSES and data.pipeline_tag in HUB_PIPELINE_TAGS
+    if data.license == "other":
+        assert data.license_name and data.license_link
+        assert OTHER_LICENSES.get(data.license_link) == data.license_name
+    for dataset in data.datasets or ():
+        assert dataset in HUB_DATASETS.values(), dataset
+    for field_name in ("license", "library_name", "pipeline_tag", "tags"):
+        assert getattr(data, field_name), field_name
+
+
+def test_registry_licences_and_datasets_are_in_the_lists():
+    for name in registry.list_models():
+        entry = registry.get_entry(name)
+        assert entry.license.spdx in HUB_LICENSES, (name, entry.license.spdx)
+        if entry.license.spdx == "other":
+            assert entry.license.link in OTHER_LICENSES, (name, entry.license.link)
+    # one slug per licence: every entry under the Models Genesis licence gets the same license_name
+    slugs = {registry.get_entry(n).license.link: ModelCard(render_card(registry.get_entry(n))).data.license_name
+             for n in ("genesis-chest-ct", "genesis-chest-ct-nnunet-lung", "unetpp-liver")}
+    assert len(set(slugs.values())) == 1
+    assert all("/" in hub_id for hub_id in HUB_DATASETS.values())
+    i3d = ModelCard(render_card(registry.get_entry("i3d-resnet50-imagenet")))
+    assert i3d.data.datasets == ["ILSVRC/imagenet-1k"]
+    med3d = ModelCard(render_card(registry.get_entry("med3d-resnet50")))
+    assert med3d.data.datasets is None and "3DSeg-8" in med3d.text
+
+
+def test_pipeline_tags_fit_the_models(cards):
+    tags = {n: ModelCard(cards[f"{n}.md"]).data.pipeline_tag for n in registry.list_models()}
+    for name in ("genesis-chest-ct", "genesis-chest-ct-nnunet-lung", "genesis-ct-demo"):
+        assert tags[name] == "image-to-image", name  # restoration, not segmentation
+    for name in registry.list_models():
+        if name.startswith(("ssl3d-", "med3d-", "i3d-")):
+            assert tags[name] == "image-feature-extraction", name
+    assert tags["unetpp-liver"] == "image-segmentation"
+
+
+def test_demo_card_states_its_run_and_the_gpl_volume(cards):
+    from zoo.entries.demo import GENESIS_CT_DEMO
+
+    config = json.loads((default_cards_dir().parent / "zoo" / "assets" / "genesis-ct-demo" / "config.json")
+                        .read_text(encoding="utf-8"))
+    prov = config["provenance"]
+    text = ModelCard(cards["genesis-ct-demo.md"]).text
+    epochs = len(prov["history"]["val_loss"])
+    assert f"for {epochs} epochs" in text and f"{epochs} epochs of" in text
+    assert f"{prov['minutes']:.1f} minutes" in text
+    assert f"{prov['config']['max_minutes']:g}-minute budget" in text
+    for f in prov["data_files"]:
+        assert f["path"].rsplit("/", 1)[-1] in GENESIS_CT_DEMO.pretraining.data
+    train = [f for f in prov["data_files"] if f["role"] == "train"]
+    assert f"on {len(train)} public CT volumes" in text
+    assert "Cranium.inv3" in text and "GPL-2.0" in text
+    assert re.search(r"Cranium\.inv3[^.]*GPL-2\.0", text)
+
+
+def test_shipped_demo_folder_card_names_its_tag_and_the_gpl_volume():
+    """``zoo publish`` uploads a folder's own README.md: the shipped demo folder's must be right too."""
+    import json as _json
+    from pathlib import Path
+
+    from export.demo_assets import with_data_licences
+
+    folder = Path(__file__).resolve().parents[1] / "zoo" / "assets" / "genesis-ct-demo"
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    assert "pipeline_tag: image-to-image" in text
+    assert "- `Cranium.inv3` (train): GPL-2.0, from Debian package invesalius-examples" in text
+    files = _json.loads((folder / "config.json").read_text(encoding="utf-8"))["provenance"]["data_files"]
+    assert with_data_licences("x\n## Hyper-parameters", files).count("BSD-3-Clause") == 2

@@ -443,11 +443,8 @@ def prepare_folder(recipe: Recipe, jobs: Sequence[VolumeJob], folder: str | os.P
               file=sys.stderr, flush=True)
     elif len(mine) > len(todo):
         log(f"{folder}: {len(mine) - len(todo)} of {len(mine)} volumes already prepared with these parameters")
-    try:
-        _run(folder, recipe, todo, workers, strict, progress and info.main, log)
-    finally:
-        if info.world > 1 and sys.exc_info()[0] is None:
-            _barrier(info)
+    _run(folder, recipe, todo, workers, strict, progress and info.main, log)
+    _barrier(info)        # a rank that failed never gets here: the others then fail at the barrier, clearly
     return _assemble(folder, recipe, jobs, write=info.main)
 
 

@@ -58,7 +58,7 @@ def card_draft(entry: ModelEntry, provenance: Mapping[str, Any]) -> str:
 license: {entry.license.spdx}
 library_name: medzoo
 tags: [medzoo, medical-imaging, 3d, ct, self-supervised, models-genesis]
-pipeline_tag: image-segmentation
+pipeline_tag: image-to-image
 ---
 # {entry.name} (draft card written by export/genesis)
 

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from ..options import Med3DDepth, Med3DHead, check_option
 from ._common import on_meta_device
+from .features import FeatureInfo
 
 __all__ = ["BasicBlock", "Bottleneck", "Med3DResNet", "build_med3d_resnet", "DEPTHS"]
 
@@ -132,6 +133,8 @@ DEPTHS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int], str]] = {
 FEATURE_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
 _FEATURE_STRIDES = (2, 4, 8, 8, 8)
 _CLASSIC_FEATURE_STRIDES = (2, 4, 8, 16, 32)
+#: the submodule whose output each feature is (the stem map is the output of ``relu``, used only there)
+_FEATURE_MODULES = ("relu", "layer1", "layer2", "layer3", "layer4")
 
 
 class Med3DResNet(nn.Module):
@@ -196,6 +199,11 @@ class Med3DResNet(nn.Module):
         self.feature_channels = (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
         self.feature_strides = _FEATURE_STRIDES if self.dilated else _CLASSIC_FEATURE_STRIDES
         self.num_features = 512 * expansion
+        if features_only:
+            #: channels / reduction / module of each returned map (timm convention, :mod:`zoo.archs.features`)
+            self.feature_info = FeatureInfo(
+                {"num_chs": self.feature_channels[i], "reduction": self.feature_strides[i],
+                 "module": _FEATURE_MODULES[i], "index": i} for i in out_indices)
 
         self._in_planes = 64
         self.conv1 = nn.Conv3d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ._common import on_meta_device
+from .features import FeatureInfo, cumulative_reductions
 from .nnunet_blocks import ConvDropoutNormReLU, PlainConvEncoder, ResidualEncoder, he_init, resolve_arch_kwargs, \
     resolve_block, zero_last_norm
 
@@ -84,6 +85,15 @@ class _HeadMixin(nn.Module):
     features_only: bool
     num_classes: int | None
 
+    def _attach_feature_info(self, channels: Sequence[int], strides: Sequence[Any]) -> None:
+        """``feature_info`` (timm convention, :mod:`zoo.archs.features`) of ``features_only`` models: one level
+        per stage, the output of ``encoder.stages.S``."""
+        if self.features_only:
+            dims = next((len(s) for s in strides if not isinstance(s, int)), 3)  # 2 for a 2D nnU-Net plan
+            self.feature_info = FeatureInfo(
+                ({"num_chs": c, "reduction": r, "module": f"encoder.stages.{s}"}
+                 for s, (c, r) in enumerate(zip(channels, cumulative_reductions(strides, dims)))), dims=dims)
+
     def _make_head(self, channels: int, num_classes: int | None) -> None:
         self.num_features = channels
         if num_classes is not None:
@@ -128,6 +138,7 @@ class TalebUNetEncoder(_HeadMixin):
         self.num_classes = num_classes
         self.features_only = features_only
         self.feature_channels = tuple(features)
+        self._attach_feature_info(features, [1] + [2] * (len(features) - 1))  # MaxPool3d(2) before stages 1..
         self._make_head(features[-1], num_classes)
         if not on_meta_device(self):
             self.apply(self.initialize)
@@ -171,6 +182,7 @@ class NNUNetEncoder(_HeadMixin):
         self.num_classes = num_classes
         self.features_only = features_only
         self.feature_channels = tuple(self.encoder.output_channels)
+        self._attach_feature_info(self.encoder.output_channels, self.encoder.strides)
         self._make_head(self.encoder.output_channels[-1], num_classes)
         if not on_meta_device(self):
             self.apply(self.initialize)

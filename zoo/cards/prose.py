@@ -222,6 +222,7 @@ GENESIS_FAMILY = Family(
     results=GENESIS_NNUNET_RESULTS + GENESIS_RESULTS,
     limitations=_genesis_limitations,
     licence_notes=GENESIS_LICENCE_NOTES,
+    pipeline_tag="image-to-image",  # the weights restore damaged CT cubes; segmentation comes after fine-tuning
 )
 
 GENESIS_DEMO = Family(
@@ -240,6 +241,13 @@ GENESIS_DEMO = Family(
         "Demonstration scale: few volumes and short training. Do not expect the transfer gains of the published "
         "Models Genesis weights.",
     ),
+    licence_notes=(
+        "Training data: one of the two training volumes, InVesalius `Cranium.inv3` (Debian package "
+        "invesalius-examples), is licensed GPL-2.0; the pyradiomics volumes (`lung1_image.nrrd`, and "
+        "`lung2_image.nrrd` for validation) are BSD-3-Clause. The apache-2.0 above is medzoo's licence for the "
+        "weights; the GPL-2.0 of that volume is not waived by it.",
+    ),
+    pipeline_tag="image-to-image",  # Models Genesis restoration: damaged CT cube in, restored cube out
 )
 
 # --------------------------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 Metadata (``huggingface_hub.ModelCardData`` serialises it, so the YAML is what the Hub client writes):
 
-* ``license``: the Hub licence id, or ``other`` with ``license_name`` (a slug of the registry's licence name)
-  and ``license_link``;
-* ``library_name: medzoo``; ``tags``; ``datasets`` (registry names, made id-safe); ``pipeline_tag``;
+* ``license``: the Hub licence id (:data:`.hub_ids.HUB_LICENSES`), or ``other`` with ``license_name`` (one slug
+  per licence, :data:`.hub_ids.OTHER_LICENSES`) and ``license_link``;
+* ``library_name: medzoo``; ``tags``; ``datasets`` (only data sets on the Hub, :data:`.hub_ids.HUB_DATASETS`;
+  the others are named in the text); ``pipeline_tag`` (one of :data:`.hub_ids.HUB_PIPELINE_TAGS`);
 * ``base_model``: the upstream Hub repo the weights were converted from, plus the repo of the registry's
   ``base_model`` entry, where either exists;
 * ``model-index``: only the published numbers measured with this entry's own weights (:mod:`.prose`).
@@ -21,6 +22,7 @@ import re
 from ..archs.declarations import BY_NAME, DECLARATIONS, Task
 from ..registry import CheckpointSource, ModelEntry, get_entry
 from ..errors import UnknownModelError
+from .hub_ids import HUB_DATASETS, hub_dataset_ids, other_license_name
 from .index import GENERATED_MARKER, format_params, parameter_count
 from .prose import COMMON_LIMITATIONS, family_for, results_for
 
@@ -33,7 +35,7 @@ NNUNET_ARCHS = {a.name for a in DECLARATIONS if a.nnunet is not None and a.nnune
 #: the Hub ``pipeline_tag`` of each architecture task; a backbone's depends on its head (see :func:`pipeline_tag`)
 TASK_PIPELINE_TAGS: dict[Task, str] = {
     "segmentation": "image-segmentation",
-    "segmentation-encoder": "image-segmentation",  # the encoder of a segmentation U-Net, meant to initialise one
+    "segmentation-encoder": "image-feature-extraction",  # the encoder of a segmentation U-Net: it returns features
 }
 
 SPDX_LINKS = {
@@ -66,11 +68,14 @@ def _cell(value: object) -> str:
 
 
 def pipeline_tag(entry: ModelEntry) -> str:
-    """The Hub ``pipeline_tag``: the prose family's, else the architecture task's (:data:`TASK_PIPELINE_TAGS`);
-    a backbone extracts features, or classifies when its entry has a head (``num_classes``)."""
+    """The Hub ``pipeline_tag``: the prose family's (restoration is image-to-image), else feature extraction
+    when the weights return features, else the architecture task's (:data:`TASK_PIPELINE_TAGS`); a backbone
+    extracts features, or classifies when its entry has a head (``num_classes``)."""
     family = family_for(entry)
     if family.pipeline_tag:
         return family.pipeline_tag
+    if entry.output.kind == "features":
+        return "image-feature-extraction"
     declared = BY_NAME.get(entry.architecture)
     if declared is not None and declared.task in TASK_PIPELINE_TAGS:
         return TASK_PIPELINE_TAGS[declared.task]
@@ -97,8 +102,8 @@ def base_models(entry: ModelEntry) -> list[str]:
 
 
 def dataset_ids(entry: ModelEntry) -> list[str]:
-    ids = [d if _HUB_ID.match(d) else slug(d) for d in entry.pretraining.datasets]
-    return list(dict.fromkeys(ids))
+    """The card's ``datasets:``: the pretraining data sets that are Hub datasets (the rest are named in the text)."""
+    return hub_dataset_ids(entry.pretraining.datasets)
 
 
 def tags(entry: ModelEntry) -> list[str]:
@@ -116,7 +121,7 @@ def card_data(entry: ModelEntry, hosted: CheckpointSource | None = None):
     lic = entry.license
     licence = {"license": lic.spdx}
     if lic.spdx == "other":
-        licence.update(license_name=slug(lic.name or "other"), license_link=lic.link)
+        licence.update(license_name=other_license_name(lic.link, lic.name), license_link=lic.link)
     results = [
         EvalResult(
             task_type=r.task_type, task_name=r.task_name, dataset_name=r.dataset_name, dataset_type=r.dataset_type,
@@ -337,7 +342,10 @@ def _pretraining(entry: ModelEntry) -> str:
     pre = entry.pretraining
     lines = [f"- **Data:** {pre.data}", f"- **Method:** {pre.method}"]
     if pre.datasets:
-        lines.append("- **Data sets:** " + ", ".join(pre.datasets))
+        known = {k.lower(): v for k, v in HUB_DATASETS.items()}
+        named = [f"{d} ([`{known[d.lower()]}`](https://huggingface.co/datasets/{known[d.lower()]}) on the Hub)"
+                 if d.lower() in known else d for d in pre.datasets]
+        lines.append("- **Data sets:** " + ", ".join(named))
     lines.append(f"- **Reproduce:** `{pre.recipe}`" if pre.recipe
                  else "- **Reproduce:** no medzoo recipe; see the authors' code and paper")
     return "\n".join(lines)

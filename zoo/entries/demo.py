@@ -29,6 +29,26 @@ DEMO_ARCH_KWARGS = {
     "n_conv_per_stage_decoder": [2] * 2,
 }
 
+#: the run's facts as recorded in ``zoo/assets/genesis-ct-demo/config.json`` (epochs, minutes, volumes and
+#: their licences, losses); tests/test_cards.py checks that these texts agree with that file
+DEMO_RUN_DESCRIPTION = (
+    'Demo-scale Models Genesis nnU-Net (1.4M parameters, 3 stages of 32/64/128 features) restoration-'
+    "pretrained by medzoo's export/genesis for 4 epochs (13.5 minutes on CPU; the 10-minute budget is "
+    'checked after each epoch) on 2 public CT volumes (pyradiomics lung1_image.nrrd chest CT, '
+    'BSD-3-Clause; InVesalius Cranium.inv3 head CT, GPL-2.0), validated on 1 more (pyradiomics '
+    'lung2_image.nrrd chest CT, BSD-3-Clause): validation MSE 0.0302, against 0.1165 for the identity '
+    '(the damaged input) and 0.1201 for the untrained network. Shipped in the package so that zoo demo '
+    'and the tests run offline; not a research model.'
+)
+DEMO_RUN_DATA = (
+    'training: pyradiomics lung1_image.nrrd chest CT, BSD-3-Clause; InVesalius Cranium.inv3 head CT, '
+    'GPL-2.0; validation: pyradiomics lung2_image.nrrd chest CT, BSD-3-Clause'
+)
+DEMO_RUN_METHOD = (
+    'SGD lr 0.1, momentum 0.9, batch 8, 4 epochs of 16 steps (128 training cubes; 13.5 minutes against a '
+    '10-minute budget) on CPU'
+)
+
 DEMO_WEIGHTS_SHA256 = "287ddcd8a8db936b6afd5efaab3cf20b1049e2e91958ba6954a29ce0f1f583c1"
 DEMO_WEIGHTS_SIZE = 5431752
 
@@ -36,14 +56,7 @@ GENESIS_CT_DEMO = ModelEntry(
     name="genesis-ct-demo",
     architecture="plain_conv_unet",
     arch_kwargs=DEMO_ARCH_KWARGS,
-    description=(
-        "Demo-scale Models Genesis nnU-Net (1.4M parameters, 3 stages of 32/64/128 features) restoration-"
-        "pretrained by medzoo's export/genesis for 4 epochs (10 minutes of training on 2 CPU cores) on two "
-        "public CT volumes (pyradiomics lung1 chest CT, InVesalius head CT), validated on a third (pyradiomics "
-        "lung2): "
-        "validation MSE 0.0302, against 0.1165 for the identity (the damaged input) and 0.1201 for the untrained "
-        "network. Shipped in the package so that zoo demo and the tests run offline; not a research model."
-    ),
+    description=DEMO_RUN_DESCRIPTION,
     source=CheckpointSource(
         repo_id="medzoo/genesis-ct-demo",
         filename="model.safetensors",
@@ -71,9 +84,9 @@ GENESIS_CT_DEMO = ModelEntry(
         normalization=GENESIS_NNUNET_NORMALIZATION,
     ),
     pretraining=Pretraining(
-        data="pyradiomics lung1 (chest CT) and InVesalius Cranium (head CT); validation on pyradiomics lung2",
-        method=GENESIS_RESTORATION + "; SGD lr 0.1, batch 8, 3 epochs of 16 steps (a 12-minute budget) on CPU",
-        datasets=("pyradiomics-lung1", "invesalius-cranium"),
+        data=DEMO_RUN_DATA,
+        method=GENESIS_RESTORATION + "; " + DEMO_RUN_METHOD,
+        datasets=("pyradiomics lung1", "InVesalius Cranium", "pyradiomics lung2"),
         recipe="python -m export.genesis --preset demo (then python -m export.demo_assets)",
     ),
     paper=GENESIS_PAPER,
