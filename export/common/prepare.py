@@ -383,6 +383,9 @@ def _check_prep_file(folder: Path, recipe: Recipe) -> bool:
         folder=folder, differences=diffs)
 
 
+_PREP_GROUP = None   # the gloo group of :func:`_barrier`, made on first use
+
+
 def _barrier(info: DistInfo) -> None:
     """A barrier on a gloo group with a one-week timeout (preparation may take hours; the default process
     group's timeout is meant for training steps)."""
@@ -401,16 +404,14 @@ def _barrier(info: DistInfo) -> None:
                                ) from None
 
 
-_PREP_GROUP = None
-
-
 def prepare_folder(recipe: Recipe, jobs: Sequence[VolumeJob], folder: str | os.PathLike, *, workers: int = 1,
                    strict: bool = False, info: DistInfo | None = None, progress: bool = True,
                    log: Callable[[str], None] = print) -> Manifest:
     """Prepare every job into ``folder`` (see the module docstring) and return its :class:`Manifest`.
 
     ``workers``: processes per rank (1: in this process). ``strict``: the first failed volume stops the run
-    (:class:`VolumeFailedError`) after the volumes already under way are finished and recorded.
+    (:class:`VolumeFailedError`); the volumes finished by then keep their records (one still under way in
+    another worker is prepared again by the next run).
     """
     info = info or DistInfo()
     folder = Path(folder)
