@@ -59,3 +59,17 @@ def cranium_inv3() -> Path:
 def colin_nifti() -> Path:
     """mricron ``ch2.nii.gz`` (Colin27 T1), when already fetched."""
     return _present("mricron", "ch2.nii.gz")
+
+
+def copies(source: Path, root: Path, n: int, name: str = "chest.nrrd") -> list[Path]:
+    """``n`` copies of ``source`` at ``root/case{i}/name``: distinct paths (so distinct keys and random draws
+    in a prepared folder), the same bytes."""
+    import shutil
+
+    out = []
+    for i in range(n):
+        p = root / f"case{i}" / name
+        p.parent.mkdir(parents=True)
+        shutil.copyfile(source, p)
+        out.append(p)
+    return out

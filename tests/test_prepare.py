@@ -34,6 +34,8 @@ from export.common.streaming import StepLoader, VolumeArrays
 from export.genesis.config import TrainConfig
 from export.genesis.data import genesis_jobs, genesis_recipe
 
+from data_fixtures import copies
+
 REPO = Path(__file__).resolve().parents[1]
 CT = REPO / "zoo" / "assets" / "demo" / "chest_ct_lung2_crop.nrrd"
 
@@ -48,14 +50,7 @@ def config(**changes) -> TrainConfig:
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory) -> list[Path]:
     """Four copies of the real CT crop (distinct paths, so distinct keys and cube draws)."""
-    root = tmp_path_factory.mktemp("ct")
-    out = []
-    for i in range(4):
-        p = root / f"case{i}" / "chest.nrrd"
-        p.parent.mkdir()
-        shutil.copyfile(CT, p)
-        out.append(p)
-    return out
+    return copies(CT, tmp_path_factory.mktemp("ct"), 4)
 
 
 def run(cfg: TrainConfig, paths, folder: Path, **kwargs):

@@ -10,7 +10,6 @@ Real CT: copies of the chest CT crop shipped in the package.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from export.ssl3d.encoders import encoder_spec
 
 from test_ssl3d import CT, TINY_FEATURES, tiny
 
+from data_fixtures import copies
+
 pytestmark = pytest.mark.filterwarnings("ignore::zoo.LicenseWarning")
 QUIET = dict(progress=False, log=lambda *_: None)
 
@@ -40,14 +41,7 @@ QUIET = dict(progress=False, log=lambda *_: None)
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory) -> list[Path]:
     """Three copies of the real CT crop (distinct paths: distinct keys and box draws)."""
-    root = tmp_path_factory.mktemp("ct")
-    out = []
-    for i in range(3):
-        p = root / f"case{i}" / "chest.nrrd"
-        p.parent.mkdir()
-        shutil.copyfile(CT, p)
-        out.append(p)
-    return out
+    return copies(CT, tmp_path_factory.mktemp("ct"), 3)
 
 
 def test_prepared_volume_is_the_normalised_image_with_todays_boxes(volumes, tmp_path):

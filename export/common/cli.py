@@ -24,10 +24,6 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-#: the data-stage options added by :func:`add_data_arguments`
-DATA_KEYS = ("prepared", "workers", "loader_workers", "strict", "dry_run", "prepare_only")
-
-
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """Add the preprocessing and loading options (:mod:`export.common.prepare`, :mod:`export.common.streaming`)."""
     g = p.add_argument_group("data preparation and loading")

@@ -50,13 +50,30 @@ def find_volumes(paths: Sequence[str | Path], what: str = "CT volumes") -> list[
     return found
 
 
+def _clipped(array: np.ndarray, lower: float, upper: float) -> tuple[np.ndarray, float, float, np.ndarray]:
+    """``(array as float32, lower percentile, upper percentile, array clipped to them)``."""
+    a = np.asarray(array, dtype=np.float32)
+    lo, hi = np.percentile(a, [lower, upper])
+    return a, float(lo), float(hi), np.clip(a, np.float32(lo), np.float32(hi))
+
+
 def clip_zscore(array: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> np.ndarray:
     """Med3D intensity normalisation of one volume: clip to its ``lower`` / ``upper`` percentiles, then
     z-score with the clipped volume's mean and standard deviation (:func:`zoo.io.zscore`). float32, same
     shape; a constant volume becomes zeros."""
-    a = np.asarray(array, dtype=np.float32)
-    lo, hi = np.percentile(a, [lower, upper])
-    return zscore(np.clip(a, np.float32(lo), np.float32(hi)))
+    return zscore(_clipped(array, lower, upper)[3])
+
+
+def clip_zscore_with_stats(array: np.ndarray, lower: float = 0.5,
+                           upper: float = 99.5) -> tuple[np.ndarray, dict[str, float]]:
+    """:func:`clip_zscore` and the statistics it used (rounded to 6 decimals): the source's ``mean``, ``std``,
+    ``min``, ``max``, the clip bounds ``p005`` / ``p995`` (the ``lower`` / ``upper`` percentiles) and the
+    clipped volume's ``clipped_mean`` / ``clipped_std``."""
+    a, lo, hi, clipped = _clipped(array, lower, upper)
+    stats = {"mean": float(a.mean(dtype=np.float64)), "std": float(a.std(dtype=np.float64)),
+             "min": float(a.min()), "max": float(a.max()), "p005": lo, "p995": hi,
+             "clipped_mean": float(clipped.mean(dtype=np.float64)), "clipped_std": float(clipped.std(dtype=np.float64))}
+    return zscore(clipped), {k: round(v, 6) for k, v in stats.items()}
 
 
 def split_by_volume(items: Sequence[T], fraction: float) -> tuple[list[T], list[T]]:

@@ -19,7 +19,6 @@ from collections import OrderedDict
 from typing import Any, Iterator, Protocol
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .distributed import DistInfo
@@ -120,9 +119,4 @@ class StepLoader:
         """The batches of ``epoch`` in step order."""
         self._sampler.epoch = int(epoch)
         return iter(self.loader)
-
-
-def as_tensor(array: np.ndarray) -> torch.Tensor:
-    """A float32 tensor that owns a copy of ``array`` (a slice of a memory map must not be kept)."""
-    return torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
 

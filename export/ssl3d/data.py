@@ -38,7 +38,7 @@ from zoo.errors import ZooError
 from zoo.io import read_volume, resample, resampled_shape, sample_cubes
 
 from ..common.cubes import CubeBatches
-from ..common.data import find_volumes, split_by_volume
+from ..common.data import clip_zscore_with_stats, find_volumes, split_by_volume
 from ..common.distributed import DistInfo
 from ..common.dry_run import VolumePlan
 from ..common.prepare import Manifest, PreparedVolume, Recipe, VolumeJob, job_key, job_seed
@@ -149,20 +149,6 @@ def resized_crops(array: np.ndarray, size: int, n: int, fraction: tuple[float, f
     return np.stack([resize_box(array, b, size) for b in boxes]) if n else np.zeros((0,) + (size,) * 3, np.float32)
 
 
-def clip_zscore_with_stats(array: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """:func:`export.common.data.clip_zscore` (bit for bit) and the statistics it used: the source's mean,
-    standard deviation and extremes, the clip bounds (0.5 / 99.5 percentiles), the clipped mean and std."""
-    a = np.asarray(array, dtype=np.float32)
-    lo, hi = np.percentile(a, list(CLIP_PERCENTILES))
-    clipped = np.clip(a, np.float32(lo), np.float32(hi))
-    mean, std = float(clipped.mean(dtype=np.float64)), float(clipped.std(dtype=np.float64))
-    out = (clipped - np.float32(mean)) / np.float32(max(std, 1e-8))
-    stats = {"mean": float(a.mean(dtype=np.float64)), "std": float(a.std(dtype=np.float64)),
-             "min": float(a.min()), "max": float(a.max()), "p005": float(lo), "p995": float(hi),
-             "clipped_mean": mean, "clipped_std": std}
-    return out, {k: round(v, 6) for k, v in stats.items()}
-
-
 def prepare_ssl_volume(job: VolumeJob, params: Mapping[str, Any]) -> PreparedVolume:
     """One volume -> ``image`` (z, y, x) float32, clipped and z-scored, and its boxes; raises naming the file
     when it has several channels, is too small for the task or gives no cube with enough foreground."""
@@ -178,7 +164,7 @@ def prepare_ssl_volume(job: VolumeJob, params: Mapping[str, Any]) -> PreparedVol
     if reason:
         raise GridTooLargeError(reason)
     spacing, modality = volume.spacing_zyx, volume.modality
-    image, stats = clip_zscore_with_stats(volume.array)
+    image, stats = clip_zscore_with_stats(volume.array, *CLIP_PERCENTILES)
     del volume                                                  # only the normalised image stays in memory
     rng = np.random.default_rng(job_seed(params["seed"], job))
     n = int(params["cubes_per_volume"])
