@@ -36,16 +36,16 @@ def _python_name(name: str) -> str:
 
 
 def _parameter_count(entry: _ModelEntry) -> int | None:
-    """Parameters of the network ``zoo.load`` builds (on the meta device: no memory, no initialisation);
-    None when it cannot be built in this installation."""
-    try:
-        import torch
+    """Parameters of the network ``zoo.load`` builds, by arithmetic on its spec (:mod:`zoo.archs.size_estimate`,
+    exact for every registry entry: ``tests/test_spec_safety.py``), so nothing is built each time torch.hub
+    imports this file; None when the spec cannot be estimated."""
+    from zoo.archs.size_estimate import estimate_architecture
 
-        with torch.device("meta"):
-            model = _zoo.build_model(entry)
-    except Exception:  # noqa: BLE001 -- the docstring then says nothing about parameters
+    spec = {**entry.build_kwargs(), "in_channels": entry.input.in_channels, "num_classes": entry.num_classes}
+    try:
+        return estimate_architecture(entry.architecture, spec).parameters
+    except ValueError:  # the docstring then says nothing about parameters
         return None
-    return sum(p.numel() for p in model.parameters())
 
 
 def _paragraph(text: str) -> str:

@@ -95,8 +95,12 @@ def write_raw_dataset(raw: Path, pre: Path, task_id: int, task: str) -> str:
 
 
 def plan_all(work: Path) -> dict[str, tuple[Path, dict]]:
-    """Run nnunetv2's ExperimentPlanner on every task; returns task -> (plans path, dataset.json)."""
+    """Run nnunetv2's ExperimentPlanner (PlainConvUNet) and its ResEnc L planner on every task; returns task ->
+    (PlainConvUNet plans path, dataset.json); the ResEnc L plans lie beside, as ``nnUNetResEncUNetLPlans.json``."""
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+    from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
+        nnUNetPlannerResEncL,
+    )
 
     raw, pre = Path(os.environ["nnUNet_raw"]), Path(os.environ["nnUNet_preprocessed"])
     out = {}
@@ -104,8 +108,102 @@ def plan_all(work: Path) -> dict[str, tuple[Path, dict]]:
         name = write_raw_dataset(raw, pre, i, task)
         with contextlib.redirect_stdout(io.StringIO()):
             ExperimentPlanner(name).plan_experiment()
+            nnUNetPlannerResEncL(name).plan_experiment()
         out[task] = (pre / name / "nnUNetPlans.json", json.loads((raw / name / "dataset.json").read_text()))
     return out
+
+
+#: one column per model family of the registry: (column, entry, which of the task's plans it goes into).
+#: ``plain``: nnunetv2's default PlainConvUNet plan; ``resenc-l``: nnunetv2's ResEnc L plan (the planner the
+#: nnU-Net authors recommend for ResidualEncoderUNets); ``rewrite:ARCH``: the default plan rewritten by
+#: ``zoo plan --arch ARCH`` (the family's own network class in nnU-Net, which keeps the plan's data and takes the
+#: checkpoint's topology). MONAI networks are not handled by medzoo's transfer engine (nnU-Net trains MONAI's own
+#: network): their column is what nnunetv2's own ``load_pretrained_weights`` loads into the rewritten plan's network
+#: from ``zoo.load(name, in_channels=C, num_classes=K)``'s weights.
+FAMILY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("Genesis", NAME, "plain"),
+    ("VoCo", "voco-omni-nnunet", "plain"),
+    ("OpenMind", "openmind-resencl-mae", "resenc-l"),
+    ("STU-Net", "stunet-base", "rewrite:stunet"),
+    ("SuPreM-SRN", "suprem-segresnet", "rewrite:monai"),
+)
+
+
+def family_plan(plans_path: Path, route: str, name: str, work: Path) -> Path:
+    """The plans file ``route`` names for ``plans_path``'s task (see :data:`FAMILY_COLUMNS`)."""
+    if route == "plain":
+        return plans_path
+    if route == "resenc-l":
+        return plans_path.with_name("nnUNetResEncUNetLPlans.json")
+    from zoo.nnunet.plan_rewrite import rewrite_plan
+
+    out = work / "rewritten" / f"{plans_path.parent.name}_{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    rewrite_plan(name, plans_path, arch=route.partition(":")[2], output=out)
+    return out
+
+
+def family_coverage(plans: dict[str, tuple[Path, dict]], work: Path) -> dict[str, dict[str, dict]]:
+    """Family column -> task -> shares of the target initialised from a random-weight checkpoint in the entry's
+    layout (the real files cannot be downloaded here; coverage depends on shapes only)."""
+    import torch
+
+    from zoo.archs.build import build_model
+    from zoo.nnunet.export import adapt_to_plan
+    from zoo.registry import get_entry
+
+    out: dict[str, dict[str, dict]] = {}
+    for column, name, route in FAMILY_COLUMNS:
+        torch.manual_seed(0)
+        source = build_model(get_entry(name)).state_dict()
+        out[column] = {}
+        for task, (plans_path, ds) in plans.items():
+            target = family_plan(plans_path, route, name, work)
+            if route == "rewrite:monai":
+                out[column][task] = _nnunet_loader_share(name, target, ds, work)
+                continue
+            net, report = adapt_to_plan(name, target, "3d_fullres", ds, state_dict=source)
+            del net
+            out[column][task] = {"plans": target.name, "share": report.share_initialised,
+                                 "share_without_heads": report.share_initialised_body,
+                                 "goal_met": not [r for r in report.rows if not r.head and r.action == "skip"]}
+        del source
+    return out
+
+
+def _nnunet_loader_share(name: str, plans_path: Path, ds: dict, work: Path) -> dict:
+    """nnunetv2's ``load_pretrained_weights`` into the network of ``plans_path``, fed medzoo's weights of ``name``
+    fitted to the task's channels and classes (nnU-Net never loads the heads: they count as fresh)."""
+    import torch
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from zoo.archs.build import build_model
+    from zoo.registry import get_entry
+
+    heads = PlansManager(str(plans_path)).get_label_manager(ds).num_segmentation_heads
+    weights = build_model(get_entry(name), len(ds["channel_names"]), heads).state_dict()
+    path = work / f"{name}_{plans_path.parent.name}.pth"
+    torch.save({"network_weights": weights}, path)
+    share = share_nnunet_loader(plans_path, ds, path)  # all but the heads, or 0 when nnunetv2 refuses
+    return {"plans": plans_path.name, "share": share, "share_without_heads": 1.0 if share > 0 else 0.0,
+            "goal_met": share > 0}
+
+
+def print_family_table(columns: dict[str, dict[str, dict]]) -> None:
+    print("\nshare of target parameters initialised (without segmentation heads), one column per family "
+          "(random weights in each entry's layout; plan route in the header):")
+    names = {c: (n, r) for c, n, r in FAMILY_COLUMNS}
+    head = f"{'task':<14} " + " ".join(f"{c:>12}" for c in columns)
+    print(head)
+    print(" " * 15 + " ".join(f"{names[c][1]:>12}" for c in columns))
+    print("-" * len(head))
+    for task in TASKS:
+        print(f"{task:<14} " + " ".join(
+            f"{columns[c][task]['share_without_heads']:>11.1%}{'' if columns[c][task]['goal_met'] else '*'}"
+            for c in columns))
+    print("mean           " + " ".join(
+        f"{statistics.mean(v['share_without_heads'] for v in columns[c].values()):>11.1%} " for c in columns))
+    print("(* a target tensor with a counterpart in the checkpoint was left fresh: goal not met)")
 
 
 def fake_checkpoint(work: Path) -> Path:
@@ -224,6 +322,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--no-families", action="store_true", help="skip the per-family columns")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="medzoo-coverage-") as tmp:
@@ -289,6 +388,9 @@ def main(argv=None) -> int:
               f"{sum(r['goal_met'] for r in results)}/{len(results)} plans")
 
         out = {"checkpoint_params": n_source, "plans": results}
+        if not args.no_families:
+            out["families"] = family_coverage(plans, work)
+            print_family_table(out["families"])
         if not args.no_timing:
             plans_path, ds = plans["BrainTumour"]
             ds_path = work / "brats_dataset.json"

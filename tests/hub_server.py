@@ -24,6 +24,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass, field
+from typing import Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -133,8 +134,10 @@ class HubServer:
         return _url(self._servers["cdn"])
 
     # -- content -------------------------------------------------------------------------------------------------
-    def commit(self, repo_id: str, files: dict[str, bytes], *, branch: str = "main", lfs: bool = True) -> str:
-        """Add a commit on ``branch`` (creating the repo) that adds or replaces ``files``; return its 40-hex id."""
+    def commit(self, repo_id: str, files: dict[str, bytes], *, branch: str = "main",
+               lfs: bool | Collection[str] = True) -> str:
+        """Add a commit on ``branch`` (creating the repo) that adds or replaces ``files``; return its 40-hex id.
+        ``lfs``: every file is stored in LFS (True), none (False), or the files named."""
         with self._lock:
             repo = self._repos.setdefault(repo_id, _Repo())
             parent = repo.refs.get(branch)
@@ -144,7 +147,8 @@ class HubServer:
             sha = hashlib.sha1(f"{repo_id}:{self._commits}:{sorted(tree)}".encode()).hexdigest()
             repo.commits[sha] = tree
             repo.refs[branch] = sha
-            (repo.lfs.update if lfs else repo.lfs.difference_update)(files)
+            repo.lfs.difference_update(files)
+            repo.lfs.update(set(files) if lfs is True else set() if lfs is False else set(lfs) & set(files))
             return sha
 
     def file_url(self, repo_id: str, filename: str, revision: str = "main") -> str:
@@ -327,3 +331,60 @@ def closed_port() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+def use_local_hub(monkeypatch, endpoint: str) -> None:
+    """Point the huggingface_hub client at ``endpoint`` (a server on 127.0.0.1) and let it use the network for one
+    test (``monkeypatch`` undoes it); name look-ups and connections to any other host are refused meanwhile."""
+    from huggingface_hub import constants
+
+    assert endpoint.startswith("http://127.0.0.1:")
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in ("127.0.0.1", b"127.0.0.1"):
+            raise OSError(f"test network is loopback-only: refused to resolve {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(sock, address):
+        if isinstance(address, tuple) and address[0] != "127.0.0.1":
+            raise OSError(f"test network is loopback-only: refused to connect to {address!r}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)  # never send a token of this machine
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+
+class CommitApi:
+    """The two ``HfApi`` calls ``zoo.publish`` makes (``create_repo``, ``create_commit``), answered by a
+    :class:`HubServer`: the commit's own ``CommitOperationAdd`` objects are read and committed to the server, LFS
+    for ``*.safetensors`` (as the Hub's ``.gitattributes`` does), so what ``zoo publish`` sends is what
+    ``hf_hub_download`` then serves. Every call is recorded in ``calls``."""
+
+    def __init__(self, server: HubServer) -> None:
+        self.server = server
+        self.calls: list[tuple[str, str]] = []
+
+    def create_repo(self, repo_id: str, **kwargs):
+        from huggingface_hub.hf_api import RepoUrl
+
+        self.calls.append(("create_repo", repo_id))
+        return RepoUrl(f"{self.server.endpoint}/{repo_id}", endpoint=self.server.endpoint)
+
+    def create_commit(self, repo_id: str, operations, **kwargs):
+        from huggingface_hub.hf_api import CommitInfo
+
+        files = {}
+        for op in operations:
+            with op.as_file() as fh:
+                files[op.path_in_repo] = fh.read()
+        sha = self.server.commit(repo_id, files, lfs=[name for name in files if name.endswith(".safetensors")])
+        self.calls.append(("create_commit", repo_id))
+        return CommitInfo(commit_url=f"{self.server.endpoint}/{repo_id}/commit/{sha}",
+                          commit_message=kwargs.get("commit_message", ""), commit_description="", oid=sha)

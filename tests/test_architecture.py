@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("adapt", ("zoo.adapt",)),
     ("loading", ("zoo.loading", "zoo")),  # "zoo" itself only, not its submodules
     ("nnunet", ("zoo.nnunet",)),
-    ("apps", ("zoo.viz", "zoo.cards", "zoo.publish", "zoo.demo", "zoo.cli", "zoo.__main__")),
+    ("apps", ("zoo.viz", "zoo.cards", "zoo.publish", "zoo.saving", "zoo.hosted", "zoo.monai_bundle", "zoo.demo",
+              "zoo.cli", "zoo.__main__")),
 ]
 
 

@@ -172,6 +172,16 @@ def test_convert_refuses_to_write_onto_its_input_by_name_symlink_or_hard_link(tm
     assert symlink.is_symlink() and os.stat(hard_link).st_ino == os.stat(checkpoint).st_ino
 
 
+def test_converted_file_gets_the_umask_of_the_user(tmp_path, capsys):
+    # safetensors creates its file 0600 whatever the umask; the output must get the user's mode
+    checkpoint = tmp_path / "model.safetensors"
+    shutil.copyfile(DEMO_WEIGHTS, checkpoint)
+    output = tmp_path / "converted.safetensors"
+    code, _, err = run_in_process(["convert", str(checkpoint), "-o", str(output)], capsys)
+    assert code == 0, err
+    assert output.stat().st_mode & 0o777 == default_file_mode()
+
+
 def test_convert_onto_its_input_in_a_subprocess_then_debug_shows_the_traceback(tmp_path):
     checkpoint = tmp_path / "model.safetensors"
     shutil.copyfile(DEMO_WEIGHTS, checkpoint)

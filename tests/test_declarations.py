@@ -113,7 +113,7 @@ def test_the_weight_family_is_what_the_entries_state_dicts_show():
 
     assert UNET_ARCHS == names_where(nnunet_keys=True) == names_where(family="nnunet")
     for entry in ENTRIES:
-        nnunet_layout = entry.first_conv[0].startswith("encoder.stages.")
+        nnunet_layout = entry.first_conv[0].startswith(("encoder.stages.", "encoder.stem."))  # ResEnc: a stem
         assert BY_NAME[entry.architecture].nnunet_keys == nnunet_layout, entry.name
 
 

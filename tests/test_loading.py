@@ -300,7 +300,8 @@ def test_registry_listing_and_filters():
     assert "genesis-chest-ct" in zoo.list_models(modality="CT")
     assert "genesis-chest-ct" not in zoo.list_models(modality="MR")
     assert "med3d-resnet50" in zoo.list_models(modality="MR")
-    assert zoo.list_models(architecture="plain_conv_unet") == ["genesis-chest-ct-nnunet-lung", "genesis-ct-demo"]
+    assert zoo.list_models(architecture="plain_conv_unet") == ["genesis-chest-ct-nnunet-lung", "genesis-ct-demo",
+                                                               "voco-omni-nnunet"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         zoo.info("genesis-chest-ct").name = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):

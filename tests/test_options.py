@@ -58,6 +58,7 @@ def test_derived_tuples_are_the_aliases_choices():
         "GENESIS_ACTS": options.GenesisAct, "OUT_ACTIVATIONS": options.OutActivation,
         "MED3D_HEADS": options.Med3DHead, "MED3D_DEPTHS": options.Med3DDepth,
         "DEEP_SUPERVISION_MODES": options.DeepSupervisionMode, "INTENSITY_SCHEMES": options.IntensityScheme,
+        "WEIGHTS_PREFERENCES": options.WeightsPreference,
     }
     for name, alias in pairs.items():
         assert getattr(options, name) == get_args(alias), name
@@ -167,10 +168,10 @@ def test_intensity_schemes_accept_every_choice_and_refuse_others():
 
 
 def test_plan_arch_is_checked_as_a_plan_error():
-    from zoo.nnunet.plan_rewrite import ARCH_CHOICES, rewrite_plan
+    from zoo.nnunet.plan_rewrite import PLAN_ARCHS, rewrite_plan
 
     err = refused(lambda: rewrite_plan(None, {}, arch="vnet"), "arch", "vnet", None, PlanError)
-    assert err.choices == tuple(sorted(ARCH_CHOICES))
+    assert err.choices == PLAN_ARCHS
 
 
 # ----------------------------------------------------------------------------------------------- one declaration

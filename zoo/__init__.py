@@ -5,7 +5,8 @@ Where things live:
 * registered: ``zoo/entries/<family>.py`` (facts: :mod:`zoo.registry`);
 * built: ``zoo/archs/`` (:func:`zoo.archs.build_architecture`);
 * downloaded and verified: ``zoo/hub/``; converted: ``zoo/convert/``;
-* loaded: :func:`zoo.load` (``zoo/loading.py``); adapted: ``zoo/adapt/``.
+* loaded: :func:`zoo.load` (``zoo/loading.py``; a registry name, a model folder or ``"hf-hub:ORG/NAME"``);
+  adapted: ``zoo/adapt/``; saved as a publishable model folder: :func:`zoo.save` (``zoo/saving.py``).
 
 ``import zoo`` is cheap: huggingface_hub, timm and nnunetv2 are imported only when used.
 """
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _LAZY = {
     "load": "zoo.loading",
+    "save": "zoo.saving",  # an app (it renders the card): not imported here even for type checkers
     "data_config": "zoo.data_config",
     "build_model": "zoo.archs.build",
     "resolve_weights": "zoo.weights",

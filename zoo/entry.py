@@ -28,7 +28,10 @@ _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 #: upstream checkpoint formats: the converter table of :mod:`zoo.convert.formats` has one row per name
-CheckpointFormat = Literal["genesis-unet3d", "nnunet-v1", "medicalnet", "suprem-unet", "safetensors", "timm"]
+CheckpointFormat = Literal[
+    "genesis-unet3d", "nnunet-v1", "medicalnet", "suprem-unet", "safetensors", "timm",
+    "nnssl", "stunet-v1", "suprem-segresnet", "suprem-swinunetr", "monai-bundle", "voco",
+]
 #: the names of :data:`CheckpointFormat`, in declaration order
 CHECKPOINT_FORMATS: tuple[CheckpointFormat, ...] = get_args(CheckpointFormat)
 
@@ -199,7 +202,8 @@ class OutputContract:
 
     ``kind``: ``"logits"`` (apply ``activation`` to get the meaning), ``"probabilities"`` (``activation`` was
     already applied inside ``forward``) or ``"features"`` (no meaning beyond the representation; ``activation``
-    None). ``channels`` is the channel count of the output (None: it depends on the builder arguments);
+    None). ``activation`` ``"identity"`` marks a regression: the values are the target itself (a reconstruction).
+    ``channels`` is the channel count of the output (None: it depends on the builder arguments);
     ``target`` says what the channels mean, ``scale`` the value range after the activation (for restoration:
     the intensity scale of the target), ``resolution`` the output size relative to the input. ``new_head``
     says what ``zoo.load(name, num_classes=n)`` returns with a new head.
@@ -262,6 +266,9 @@ class ModelEntry:
     ``first_conv`` lists the state-dict keys whose dimension 1 is the input channel count (aliases
     included); ``classifier`` lists the module-name prefixes of the task head, dropped when ``num_classes``
     changes. ``num_classes`` is the head size of the pretrained weights (``None`` for a head-less backbone).
+    ``hosted`` names a medzoo Hub repo holding the converted weights (``model.safetensors``, format
+    ``"safetensors"``, pinned revision and sha256) next to the upstream ``source``; ``zoo.load`` prefers it and
+    falls back to ``source`` when it cannot be downloaded. None until a copy is published (``zoo publish``).
     """
 
     name: str
@@ -280,13 +287,17 @@ class ModelEntry:
     weights_note: str = ""
     base_model: str | None = None
     output: OutputContract = UNSPECIFIED_OUTPUT
+    hosted: CheckpointSource | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch_kwargs", MappingProxyType(copy.deepcopy(dict(self.arch_kwargs))))
+        if self.hosted is not None and (self.hosted.format != "safetensors" or self.hosted.package_file):
+            raise ValueError(f"{self.name}: a hosted copy is a medzoo repo's model.safetensors (format "
+                             f"'safetensors', no package_file), got {self.hosted!r}")
 
     @property
     def has_weights(self) -> bool:
-        return self.source is not None
+        return self.source is not None or self.hosted is not None
 
     def build_kwargs(self) -> dict[str, Any]:
         return copy.deepcopy(dict(self.arch_kwargs))

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from torch import Tensor
 
 from .errors import CheckpointFormatError
-from .hub.integrity import atomic_path
+from .hub.integrity import atomic_path, default_file_mode
 from .model_config import MAX_CONFIG_BYTES, check_config, read_config
 from .registry import UNSPECIFIED_OUTPUT, InputContract, License, ModelEntry, OutputContract, Paper, Pretraining
 
@@ -141,7 +141,10 @@ def write_model_dir(
         seen.add(ident)
         tensors[key] = value.detach().to("cpu").contiguous().clone()
     with atomic_path(out / WEIGHTS) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "medzoo_name": str(config.get("name", ""))})
+        # one metadata key: safetensors writes several in a random order, and the same tensors must give the
+        # same bytes (config.json names the model)
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        os.chmod(tmp, default_file_mode())  # safetensors writes a new 0600 file: give it the user's umask
     with atomic_path(out / CONFIG) as tmp:
         tmp.write_text(text)
     if readme is not None:

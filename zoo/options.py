@@ -31,6 +31,9 @@ WidthMode = Literal["skip", "slice"]
 
 #: re-hash a cached file: ``"auto"`` when its size, mtime, ctime or inode changed, ``True`` always, ``False`` never
 VerifyMode = Literal["auto", True, False]
+#: which copy of an entry's weights ``zoo.load`` tries first: the hosted safetensors (falling back to the upstream
+#: file) or the upstream file only
+WeightsPreference = Literal["hosted", "upstream"]
 
 # ----------------------------------------------------------------------------------------------- architectures
 
@@ -57,6 +60,7 @@ COLLAPSE_MODES: tuple[str, ...] = get_args(KernelCollapse)
 INFLATE_MODES: tuple[str, ...] = get_args(KernelInflate)
 WIDTH_MODES: tuple[str, ...] = get_args(WidthMode)
 VERIFY_MODES: tuple = get_args(VerifyMode)
+WEIGHTS_PREFERENCES: tuple[str, ...] = get_args(WeightsPreference)
 GENESIS_ACTS: tuple[str, ...] = get_args(GenesisAct)
 OUT_ACTIVATIONS: tuple = get_args(OutActivation)
 MED3D_HEADS: tuple[str, ...] = get_args(Med3DHead)
@@ -71,6 +75,7 @@ ALIASES = {
     "kernel_inflate": KernelInflate,
     "widths": WidthMode,
     "verify": VerifyMode,
+    "prefer": WeightsPreference,
     "act": GenesisAct,
     "out_activation": OutActivation,
     "head": Med3DHead,
@@ -118,6 +123,7 @@ __all__ = [
     "ALIASES", "CHANNEL_MODES", "COLLAPSE_MODES", "ChannelMode", "DEEP_SUPERVISION_MODES", "DeepSupervisionMode",
     "GENESIS_ACTS", "GenesisAct", "INFLATE_MODES", "INTENSITY_SCHEMES", "IntensityScheme", "InvalidAdaptationOption",
     "InvalidOptionError", "KernelCollapse", "KernelInflate", "MED3D_DEPTHS", "MED3D_HEADS", "Med3DDepth",
-    "Med3DHead", "OUT_ACTIVATIONS", "OutActivation", "VERIFY_MODES", "VerifyMode", "WIDTH_MODES", "WidthMode",
+    "Med3DHead", "OUT_ACTIVATIONS", "OutActivation", "VERIFY_MODES", "VerifyMode", "WEIGHTS_PREFERENCES", "WIDTH_MODES",
+    "WeightsPreference", "WidthMode",
     "check_option", "choices_of",
 ]

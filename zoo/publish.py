@@ -158,17 +158,27 @@ def _readme_for(directory: Path, entry: ModelEntry, repo_id: str, weights_sha: s
     path = directory / README
     if path.is_file():
         return path.read_bytes(), str(path)
-    from .cards.render import render_card
-
     base = _registry_entry(entry.name) or entry
     if base.license != entry.license:
         raise PublishError(
             f"config.json records the licence {entry.license.display!r}, but the registry entry {base.name!r} has "
             f"{base.license.display!r}; fix config.json (or write your own README.md)"
         )
-    hosted = CheckpointSource(repo_id=repo_id, filename=WEIGHTS, format="safetensors", sha256=weights_sha,
-                              size=weights_size)
-    return render_card(base, hosted=hosted).encode("utf-8"), "generated"
+    return folder_card(base, repo_id, weights_sha, weights_size).encode("utf-8"), "generated"
+
+
+def folder_card(entry: ModelEntry, repo_id: str | None, weights_sha256: str, weights_size: int) -> str:
+    """The ``README.md`` of a model folder holding ``entry``'s weights: the registry's card renderer
+    (:func:`zoo.cards.render.render_card`); with ``repo_id`` it describes the copy hosted there (its sha256 and
+    size), else the entry's own source. ``zoo publish`` generates it for a folder without one; ``zoo.save`` writes
+    it."""
+    from .cards.render import render_card
+
+    hosted = None
+    if repo_id is not None:
+        hosted = CheckpointSource(repo_id=repo_id, filename=WEIGHTS, format="safetensors", sha256=weights_sha256,
+                                  size=weights_size)
+    return render_card(entry, hosted=hosted)
 
 
 def _check_readme(readme: bytes, entry: ModelEntry) -> None:

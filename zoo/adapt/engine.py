@@ -69,9 +69,11 @@ from .kernels import (
 )
 from .materialise import load_into
 from .report import TransferReport, TransferRow, UnusedRow
+
+#: keys that only MONAI's SegResNet (``convInit``) and SwinUNETR (``swinViT``) have: the engine refuses them
+_MONAI_MARKERS = ("convInit.conv.weight", "swinViT.patch_embed.proj.weight")
 from .roles import (
     ENCODER_SLOTS,
-    INPUT_SLOT,
     TRANSPOSED_SLOTS,
     UNET_DECODER_SLOTS,
     DecoderConv,
@@ -342,6 +344,20 @@ def adapt_state_dict(
     src = Structure.parse(list(src_sd))
     tgt = Structure.parse(list(tgt_sd))
     same_family = src.family == tgt.family
+    monai = [name for name, sd in ((source_name, src_sd), (target_name, tgt_sd)) if any(k in sd for k in _MONAI_MARKERS)]
+    if monai:
+        raise AdaptationError(
+            f"{' and '.join(str(m) for m in monai)}: MONAI's SegResNet / SwinUNETR (keys {' / '.join(_MONAI_MARKERS)}) "
+            "have no tensor-for-tensor counterpart in PlainConvUNet, ResidualEncoderUNet, UNet++ or STU-Net (pre-"
+            "activation GroupNorm residual blocks, additive skips, Swin transformer stages), so the engine transfers "
+            "nothing into or out of them; nnU-Net trains the MONAI network itself: `zoo plan NAME --arch monai`, and "
+            "-pretrained_weights from zoo.load(NAME, num_classes=n)")
+    if (src.family == "stunet") != (tgt.family == "stunet") and src.family and tgt.family:
+        raise AdaptationError(
+            f"{source_name} ({src.family}) and {target_name} ({tgt.family}): STU-Net's weights transfer into STU-Net "
+            "networks only (an nnU-Net plan rewritten with `zoo plan NAME --arch stunet`); its residual blocks with "
+            "1x1 shortcuts, nearest-neighbour + 1x1 upsampling and decoder blocks have no tensor-for-tensor "
+            "counterpart in PlainConvUNet, ResidualEncoderUNet or UNet++")
     report = TransferReport(
         source=source_name, target=target_name,
         source_params=sum(v.numel() for v in src_sd.values()),
@@ -390,7 +406,7 @@ def adapt_state_dict(
             report.rows.append(TransferRow(tkey, skey, "skip", tshape, tuple(value.shape), tval.numel(),
                                            considered[skey], head))
             continue
-        is_input = slot == INPUT_SLOT and leaf == "conv.weight"
+        is_input = slot in tgt.input_slots and leaf == "conv.weight"
         sslot = src.roles[skey].slot
         dense = (leaf == "conv.weight" and (isinstance(slot, NodeConv) or isinstance(sslot, NodeConv))
                  and _is_first_conv(slot) and _is_first_conv(sslot))

@@ -55,7 +55,7 @@ def resolve_init(entry: ModelEntry, init: str) -> ModelEntry:
 def check_nnunet_keys(source: ModelEntry) -> None:
     """Refuse a source whose architecture does not store its weights under nnU-Net's state_dict keys (the
     architecture declarations' ``nnunet_keys``), before any weights are fetched."""
-    nnunet_archs = names_where(nnunet_keys=True)
+    nnunet_archs = names_where(nnunet_keys=True) + names_where(family="stunet")  # STU-Net: into STU-Net plans
     if source.architecture not in nnunet_archs:
         raise AdaptationError(
             f"{source.name!r} is a {source.architecture}; transfer into nnU-Net plans needs a checkpoint with nnU-Net "

@@ -2,7 +2,10 @@
 
 Layouts: nnU-Net / dynamic-network-architectures (PlainConvUNet ``encoder.stages.S.0.convs.C``,
 ResidualEncoderUNet ``encoder.stem`` / ``encoder.stages.S.blocks.B``, decoder ``stages`` / ``transpconvs`` /
-``seg_layers``) and UNet++ (:class:`zoo.archs.nested_unet.NestedUNet`, decoder nodes ``x{i}_{j}``).
+``seg_layers``), UNet++ (:class:`zoo.archs.nested_unet.NestedUNet`, decoder nodes ``x{i}_{j}``) and STU-Net
+(:class:`zoo.archs.stunet.STUNet`: ``conv_blocks_context.S.B.conv1/conv2`` with ``norm1/norm2``, shortcut ``conv3``;
+decoder ``conv_blocks_localization``, ``upsample_layers``, ``seg_outputs``; family ``stunet``, which transfers into
+STU-Net networks only).
 
 A role is :class:`Role` ``(slot, leaf)``: ``leaf`` is the tensor's name inside its layer (``conv.weight``,
 ``norm.bias``, ``weight``), ``slot`` the layer's place, one of
@@ -13,6 +16,8 @@ A role is :class:`Role` ``(slot, leaf)``: ``leaf`` is the tensor's name inside i
 * :class:`DecoderConv` ``(resolution, conv)``, :class:`Transposed` ``(resolution)``, :class:`SegHead`
   ``(resolution)``: a U-Net decoder stage, its transposed convolution and segmentation head, by resolution
   counted **from the output side** (0 = full resolution);
+* :class:`DecoderShortcut` ``(resolution, block)``, :class:`UpsampleConv` ``(resolution)``: STU-Net's decoder block
+  shortcut (1x1) and its 1x1 convolution after nearest-neighbour upsampling;
 * :class:`NodeConv` ``(i, j, conv)``, :class:`NodeTransposed` ``(i, j)``, :class:`NodeSegHead` ``(i, j)``:
   the same parts of UNet++ node ``X(i, j)`` (``i`` is its resolution).
 
@@ -45,6 +50,12 @@ _ALIAS = re.compile(r"^(.*)\.all_modules\.(\d+)\.(\w+)$")
 _NODE = re.compile(r"^decoder\.nodes\.x(\d+)_(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)$")
 _NODE_TRANSP = re.compile(r"^decoder\.transpconvs\.x(\d+)_(\d+)\.(\w+)$")
 _NODE_SEG = re.compile(r"^decoder\.seg_layers\.x(\d+)_(\d+)\.(\w+)$")
+_STU_ENC = re.compile(r"^conv_blocks_context\.(\d+)\.(\d+)\.(conv|norm)([12])\.(weight|bias)$")
+_STU_ENC_SKIP = re.compile(r"^conv_blocks_context\.(\d+)\.(\d+)\.conv3\.(weight|bias)$")
+_STU_DEC = re.compile(r"^conv_blocks_localization\.(\d+)\.(\d+)\.(conv|norm)([12])\.(weight|bias)$")
+_STU_DEC_SKIP = re.compile(r"^conv_blocks_localization\.(\d+)\.(\d+)\.conv3\.(weight|bias)$")
+_STU_UP = re.compile(r"^upsample_layers\.(\d+)\.conv\.(weight|bias)$")
+_STU_SEG = re.compile(r"^seg_outputs\.(\d+)\.(weight|bias)$")
 
 
 class EncoderConv(NamedTuple):
@@ -84,6 +95,21 @@ class SegHead(NamedTuple):
 
     resolution: int
     kind: str = "seg"
+
+
+class DecoderShortcut(NamedTuple):
+    """The 1x1 shortcut convolution of residual block ``block`` of STU-Net's decoder stage at ``resolution``."""
+
+    resolution: int
+    block: int
+    kind: str = "dskip"
+
+
+class UpsampleConv(NamedTuple):
+    """STU-Net's 1x1 convolution after the nearest-neighbour upsampling to ``resolution`` (0 = full resolution)."""
+
+    resolution: int
+    kind: str = "up"
 
 
 @dataclass(frozen=True)
@@ -130,9 +156,10 @@ class NodeSegHead(_Node):
 
 
 #: every kind of slot a tensor can fill
-Slot = Union[EncoderConv, Shortcut, DecoderConv, Transposed, SegHead, NodeConv, NodeTransposed, NodeSegHead]
+Slot = Union[EncoderConv, Shortcut, DecoderConv, Transposed, SegHead, DecoderShortcut, UpsampleConv, NodeConv,
+             NodeTransposed, NodeSegHead]
 ENCODER_SLOTS = (EncoderConv, Shortcut)
-UNET_DECODER_SLOTS = (DecoderConv, Transposed, SegHead)
+UNET_DECODER_SLOTS = (DecoderConv, Transposed, SegHead, DecoderShortcut, UpsampleConv)
 NODE_SLOTS = (NodeConv, NodeTransposed, NodeSegHead)
 HEAD_SLOTS = (SegHead, NodeSegHead)
 TRANSPOSED_SLOTS = (Transposed, NodeTransposed)
@@ -184,6 +211,18 @@ def _match(key: str) -> tuple[_Match | None, str | None]:
         return _Match("tu", int(m[1]), None, m[2]), None
     if m := _SEG.match(key):
         return _Match("seg", int(m[1]), None, m[2]), None
+    if m := _STU_ENC.match(key):
+        return _Match("enc", int(m[1]), (int(m[2]), int(m[4])), f"{m[3]}.{m[5]}"), "stunet"
+    if m := _STU_ENC_SKIP.match(key):
+        return _Match("skip", int(m[1]), int(m[2]), f"conv.{m[3]}"), None
+    if m := _STU_DEC.match(key):
+        return _Match("dec", int(m[1]), 2 * int(m[2]) + int(m[4]) - 1, f"{m[3]}.{m[5]}"), None
+    if m := _STU_DEC_SKIP.match(key):
+        return _Match("dskip", int(m[1]), int(m[2]), f"conv.{m[3]}"), None
+    if m := _STU_UP.match(key):
+        return _Match("up", int(m[1]), None, f"conv.{m[2]}"), None
+    if m := _STU_SEG.match(key):
+        return _Match("seg", int(m[1]), None, m[2]), None
     if m := _NODE.match(key):
         return _Match("node", (int(m[1]), int(m[2])), int(m[3]), f"{m[4]}.{m[5]}"), None
     if m := _NODE_TRANSP.match(key):
@@ -228,7 +267,7 @@ class Structure:
                 families.add(family)
             if match.pattern == "enc":
                 units.setdefault(match.where, set()).add(match.which)
-            elif match.pattern in ("dec", "tu", "seg"):
+            elif match.pattern in ("dec", "tu", "seg", "dskip", "up"):
                 dec_max = max(dec_max, match.where)
         self.family = families.pop() if len(families) == 1 else ("mixed" if families else None)
         positions = {s: {u: i for i, u in enumerate(sorted(us))} for s, us in units.items()}
@@ -250,6 +289,12 @@ class Structure:
             self.by_role.setdefault(role, key)
         return self
 
+    @property
+    def input_slots(self) -> tuple[Slot, ...]:
+        """The slots whose convolutions read the network input: the first encoder convolution, and in STU-Net
+        also the 1x1 shortcut of the first block."""
+        return (INPUT_SLOT, Shortcut(0, 0)) if self.family == "stunet" else (INPUT_SLOT,)
+
     def _slot(self, match: _Match, positions: Mapping[int, Mapping[Any, int]]) -> Slot:
         pattern, where, which = match.pattern, match.where, match.which
         if pattern == "enc":
@@ -262,6 +307,10 @@ class Structure:
             return Transposed(self.n_dec - 1 - where)
         if pattern == "seg":
             return SegHead(self.n_dec - 1 - where)
+        if pattern == "dskip":
+            return DecoderShortcut(self.n_dec - 1 - where, which)
+        if pattern == "up":
+            return UpsampleConv(self.n_dec - 1 - where)
         if pattern == "node":
             return NodeConv(*where, which)
         if pattern == "ntu":
@@ -299,6 +348,6 @@ def canonical_tensors(model: nn.Module) -> "OrderedDict[str, Tensor]":
 
 
 __all__ = [
-    "DecoderConv", "EncoderConv", "INPUT_SLOT", "NodeConv", "NodeSegHead", "NodeTransposed", "Role", "SegHead",
+    "DecoderConv", "DecoderShortcut", "EncoderConv", "UpsampleConv", "INPUT_SLOT", "NodeConv", "NodeSegHead", "NodeTransposed", "Role", "SegHead",
     "Shortcut", "Slot", "Structure", "Transposed", "canonical_source", "canonical_tensors", "is_head", "is_node",
 ]

@@ -22,14 +22,14 @@ from typing import Literal, get_args
 
 #: the family whose state-dict key layout an architecture follows: Models Genesis' UNet3D, MedicalNet's ResNets,
 #: or nnU-Net v2 (dynamic-network-architectures: ``encoder.stages.*``, ``decoder.*``)
-WeightFamily = Literal["models-genesis", "medicalnet", "nnunet"]
+WeightFamily = Literal["models-genesis", "medicalnet", "nnunet", "stunet", "monai"]
 
 #: what the network's output is for: a dense segmentation map; the encoder of a segmentation U-Net (features
 #: meant to initialise one); an image backbone (pooled features, or class scores with a ``num_classes`` head)
 Task = Literal["segmentation", "segmentation-encoder", "backbone"]
 
 #: ``zoo plan --arch`` / ``rewrite_plan(arch=...)`` choices
-PlanChoice = Literal["unet", "unetpp"]
+PlanChoice = Literal["unet", "unetpp", "stunet"]
 
 #: plan ``arch_kwargs`` every nnU-Net U-Net class takes
 _COMMON_PLAN_KWARGS = frozenset({
@@ -156,6 +156,20 @@ DECLARATIONS: tuple[Architecture, ...] = (
         ),
     ),
     Architecture(
+        name="stunet",
+        builder="zoo.archs.stunet:build_stunet",
+        family="stunet",
+        task="segmentation",
+        nnunet=NNUNetClass(
+            class_path="zoo.archs.stunet.STUNet",
+            required_kwargs=("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides",
+                             "n_blocks_per_stage"),
+            allowed_kwargs=frozenset({"n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides",
+                                      "n_blocks_per_stage"}),
+            plan_choice="stunet",
+        ),
+    ),
+    Architecture(
         name="ssl3d_unet_encoder",
         builder="zoo.archs.ssl3d_encoder:build_ssl3d_unet_encoder",
         family="nnunet",
@@ -166,6 +180,22 @@ DECLARATIONS: tuple[Architecture, ...] = (
         builder="zoo.archs.ssl3d_encoder:build_nnunet_encoder",
         family="nnunet",
         task="segmentation-encoder",
+    ),
+    # MONAI's own classes (optional extra); nnU-Net v2 trains them through a plan that names
+    # zoo.archs.monai_nets.MonaiSegResNet / MonaiSwinUNETR (`zoo plan NAME --arch monai`, zoo.nnunet.plan_rewrite).
+    # No NNUNetClass: the derived plan sets (plans.check_arch_kwargs, the transfer engine) are for U-Net arch_kwargs
+    # (n_stages, conv_op, ...), which MONAI's classes do not take; their plans are validated by nnU-Net itself.
+    Architecture(
+        name="monai_segresnet",
+        builder="zoo.archs.monai_nets:build_monai_segresnet",
+        family="monai",
+        task="segmentation",
+    ),
+    Architecture(
+        name="monai_swinunetr",
+        builder="zoo.archs.monai_nets:build_monai_swinunetr",
+        family="monai",
+        task="segmentation",
     ),
 )
 

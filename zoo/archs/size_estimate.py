@@ -68,7 +68,14 @@ ARGUMENTS: dict[str, frozenset[str]] = {
                                      "features_only"}),
     "nnunet_encoder": frozenset({"in_channels", "num_classes", "unet", "features_only"} | _DECODER_ONLY
                                 | _PLAIN_ENCODER | _RESIDUAL_ENCODER),
+    "stunet": frozenset({"in_channels", "num_classes", "deep_supervision", "n_stages", "features_per_stage",
+                         "conv_op", "kernel_sizes", "strides", "n_blocks_per_stage"}),
 }
+ARGUMENTS["monai_segresnet"] = frozenset({"in_channels", "num_classes", "blocks_down", "blocks_up", "init_filters",
+                                         "dropout_prob", "norm_groups", "deep_supervision"})
+ARGUMENTS["monai_swinunetr"] = frozenset({"in_channels", "num_classes", "feature_size", "depths", "num_heads",
+                                         "norm_name", "drop_rate", "attn_drop_rate", "dropout_path_rate", "normalize",
+                                         "use_v2", "downsample", "deep_supervision"})
 #: ``nnunet_encoder``: arguments of the encoder each ``unet`` builds
 _ENCODER_ARGUMENTS = {"plain_conv_unet": _PLAIN_ENCODER, "residual_encoder_unet": _RESIDUAL_ENCODER}
 
@@ -479,6 +486,55 @@ def _nnunet_encoder(t: _Tally, r: _Reader, patch: Any, patch_key: str) -> None:
         t.linear(st.width[-1], classes, runs=not features_only)
 
 
+def _stunet(t: _Tally, r: _Reader, patch: Any, patch_key: str) -> None:
+    """STU-Net (:mod:`zoo.archs.stunet`): residual blocks with a 1x1 strided shortcut (bias, no norm) first in every
+    stage, nearest-neighbour upsampling + 1x1 conv, a head after every decoder stage."""
+    r.only(ARGUMENTS["stunet"], "stunet")
+    cin = r.width("in_channels", r.get("in_channels"))
+    conv = r.get("conv_op", nn.Conv3d)
+    if ops.resolve_op(conv, "conv_op", r.name_of("conv_op")) is not nn.Conv3d:
+        raise r.fail("conv_op", f"must be Conv3d (STU-Net is 3D only), got {shown(conv)}")
+    o = _Ops(nn.Conv3d, 3, True, nn.InstanceNorm3d, {"affine": True}, nn.LeakyReLU, {})
+    st = _read_stages(t, r, o, "n_blocks_per_stage")
+    if st.n < 2:
+        raise r.fail("n_stages", "must be at least 2 for stunet (a U-Net needs a decoder), got 1")
+    if st.stride[0] != [1, 1, 1]:
+        raise r.fail("strides", f"[0] must be [1, 1, 1] (STU-Net's first stage is not strided), got {st.stride[0]}")
+    if any(k % 2 == 0 for kernel in st.kernel for k in kernel):
+        raise r.fail("kernel_sizes", f"must be odd (padding k // 2), got {shown(r.get('kernel_sizes'))}")
+    classes = _W(r.integer("num_classes", r.get("num_classes"), 1, MAX_CLASSES,
+                           "classes (the segmentation head size)"), "num_classes")
+    deep_supervision = r.flag("deep_supervision", False)
+    size = _read_patch(patch, 3, patch_key)
+    ones = [1, 1, 1]
+
+    def block(a: _W, b: _W, kernel: list[int], stride: list[int], size: list[int] | None,
+              shortcut: bool) -> list[int] | None:
+        out = t.conv(a, b, kernel, stride, True, size)
+        t.add(2 * b.value)
+        out = t.conv(b, b, kernel, ones, True, out)
+        t.add(2 * b.value)
+        if shortcut:
+            t.conv(a, b, ones, stride, True, size)
+        return out
+
+    sizes = []
+    for s in range(st.n):
+        for b in range(st.blocks[s]):
+            size = block(cin if b == 0 else st.width[s], st.width[s], st.kernel[s], st.stride[s] if b == 0 else ones,
+                         size, b == 0)
+        cin = st.width[s]
+        sizes.append(size)
+    size = sizes[-1]
+    for u in range(st.n - 1):
+        below, skip = st.width[st.n - 1 - u], st.width[st.n - 2 - u]
+        up = None if size is None else [n * k for n, k in zip(size, st.stride[st.n - 1 - u])]
+        size = t.conv(below, skip, ones, ones, True, up)
+        for b in range(st.blocks[st.n - 2 - u]):
+            size = block(skip.times(2) if b == 0 else skip, skip, st.kernel[st.n - 2 - u], ones, size, b == 0)
+        t.conv(skip, classes, ones, ones, True, size, runs=deep_supervision or u == st.n - 2)
+
+
 # ------------------------------------------------------------------------------------ fixed architectures
 def _genesis(t: _Tally, r: _Reader, patch: Any, patch_key: str) -> None:
     r.only(ARGUMENTS["genesis_unet3d"], "genesis_unet3d")
@@ -598,7 +654,121 @@ _ESTIMATORS: dict[str, Callable[[_Tally, _Reader, Any, str], None]] = {
     "nested_unet": _unet("nested_unet"),
     "ssl3d_unet_encoder": _ssl3d,
     "nnunet_encoder": _nnunet_encoder,
+    "stunet": _stunet,
 }
+
+
+# ------------------------------------------------------------------------ MONAI networks (zoo.archs.monai_nets)
+def _int_list(r: _Reader, key: str, default: Any, low: int, high: int, n: int | None, what: str) -> list[int]:
+    value = r.get(key, default)
+    if not isinstance(value, (list, tuple)) or not value or (n is not None and len(value) != n) \
+            or len(value) > MAX_STAGES:
+        count = f"{n}" if n is not None else f"1 to {MAX_STAGES}"
+        raise r.fail(key, f"must be a list of {count} integers ({what}), got {shown(value)}")
+    return [r.integer(f"{key}[{i}]", v, low, high, what) for i, v in enumerate(value)]
+
+
+def _monai_segresnet(t: _Tally, r: _Reader, patch: Any, patch_key: str) -> None:
+    """MONAI SegResNet (3D): bias-free 3^3 convs, GroupNorm, pre-activation residual blocks, 1x1 + upsampling."""
+    r.only(ARGUMENTS["monai_segresnet"], "monai_segresnet")
+    cin = r.width("in_channels", r.get("in_channels", 1))
+    classes = _optional_classes(r, None)
+    down = _int_list(r, "blocks_down", (1, 2, 2, 4), 1, MAX_PER_STAGE, None, "residual blocks per level")
+    if len(down) < 2:
+        raise r.fail("blocks_down", f"needs at least 2 levels, got {shown(r.get('blocks_down'))}")
+    up = _int_list(r, "blocks_up", (1, 1, 1), 1, MAX_PER_STAGE, len(down) - 1, "residual blocks per decoder level")
+    f = r.width("init_filters", r.get("init_filters", 16))
+    groups = r.integer("norm_groups", r.get("norm_groups", 8), 1, MAX_CHANNELS, "GroupNorm groups")
+    widths = [_W(f.value * 2 ** i, "init_filters", f.value) for i in range(len(down))]
+    if any(w.value % groups for w in widths) or widths[-1].value > MAX_CHANNELS:
+        raise r.fail("init_filters", f"= {f.value} gives widths {[w.value for w in widths]}: each must be divisible "
+                                     f"by norm_groups = {groups} and at most {MAX_CHANNELS:,}")
+    if r.get("dropout_prob", None) is not None:
+        r.number("dropout_prob", None, 0.0, 1.0, high_open=True)
+    heads = r.flag("deep_supervision", False)
+    k3, ones, twos = [3, 3, 3], [1, 1, 1], [2, 2, 2]
+
+    def res_block(w: _W) -> None:  # GroupNorm, ReLU, conv, GroupNorm, ReLU, conv, + identity
+        for _ in range(2):
+            t.add(2 * w.value)
+            t.conv(w, w, k3, ones, False, None)
+
+    t.depth_keys += [("blocks_down", r.get("blocks_down", None)), ("blocks_up", r.get("blocks_up", None))]
+    t.conv(cin, widths[0], k3, ones, False, None)   # convInit
+    for i, n in enumerate(down):
+        if i:
+            t.conv(widths[i - 1], widths[i], k3, twos, False, None)
+        for _ in range(n):
+            res_block(widths[i])
+    for i, n in enumerate(up):   # coarsest first: 1x1 conv halving the channels, upsampling, blocks
+        level = len(down) - 2 - i
+        t.conv(widths[level + 1], widths[level], ones, ones, False, None)
+        for _ in range(n):
+            res_block(widths[level])
+    t.add(2 * f.value)   # conv_final: GroupNorm, ReLU, 1x1 conv with bias (absent head-less)
+    if classes is not None:
+        t.conv(widths[0], classes, ones, ones, True, None)
+        for level in range(1, len(down) - 1 if heads else 1):   # deep-supervision heads decoder.seg_layers.*
+            t.conv(widths[level], classes, ones, ones, True, None)
+
+
+def _monai_swinunetr(t: _Tally, r: _Reader, patch: Any, patch_key: str) -> None:
+    """MONAI SwinUNETR (3D, patch 2, window 7, MLP ratio 4; instance norms without affine parameters)."""
+    r.only(ARGUMENTS["monai_swinunetr"], "monai_swinunetr")
+    cin = r.width("in_channels", r.get("in_channels", 1))
+    classes = _optional_classes(r, None)
+    c = r.integer("feature_size", r.get("feature_size", 48), 12, MAX_CHANNELS // 16, "channels")
+    if c % 12:
+        raise r.fail("feature_size", f"must be divisible by 12 (MONAI SwinUNETR), got {c}")
+    depths = _int_list(r, "depths", (2, 2, 2, 2), 1, MAX_PER_STAGE, 4, "Swin blocks per stage")
+    heads = _int_list(r, "num_heads", (3, 6, 12, 24), 1, MAX_CHANNELS, 4, "attention heads per stage")
+    for i, h in enumerate(heads):
+        if (c * 2 ** i) % h:
+            raise r.fail(f"num_heads[{i}]", f"= {h} does not divide the stage width {c * 2 ** i}")
+    r.choice("norm_name", ("instance",), "instance")
+    for key in ("drop_rate", "attn_drop_rate", "dropout_path_rate"):
+        r.number(key, 0.0, 0.0, 1.0, high_open=True)
+    r.flag("normalize", True)
+    v2 = r.flag("use_v2", False)
+    r.choice("downsample", ("merging", "mergingv2", "merging-suprem"), "merging")
+    ds_heads = r.flag("deep_supervision", False)
+    t.depth_keys += [("depths", r.get("depths", None))]
+    k3, ones, twos = [3, 3, 3], [1, 1, 1], [2, 2, 2]
+    w = [_W(c * 2 ** i, "feature_size", c) for i in range(5)]
+
+    def res(a: _W, b: _W) -> None:  # UnetResBlock: two bias-free 3^3 convs, a 1x1 shortcut when a != b
+        t.conv(a, b, k3, ones, False, None)
+        t.conv(b, b, k3, ones, False, None)
+        if a.value != b.value:
+            t.conv(a, b, ones, ones, False, None)
+
+    t.conv(cin, w[0], twos, twos, True, None)   # patch embedding
+    for s in range(4):
+        d = w[s]
+        if v2:
+            res(d, d)
+        for _ in range(depths[s]):
+            t.add(4 * d.value + 13 ** 3 * heads[s])   # two LayerNorms, the relative position bias table
+            t.linear(d, d.times(3), runs=False)
+            t.linear(d, d, runs=False)
+            t.linear(d, d.times(4), runs=False)
+            t.linear(d.times(4), d, runs=False)
+        t.add(16 * d.value)   # patch merging: LayerNorm(8d), bias-free Linear(8d, 2d)
+        t.layer(16 * d.value * d.value, None, d)
+    res(cin, w[0])                                   # encoder1
+    for a in (w[0], w[1], w[2], w[4]):               # encoder2, 3, 4, 10
+        res(a, a)
+    for hi, lo in ((w[4], w[3]), (w[3], w[2]), (w[2], w[1]), (w[1], w[0]), (w[0], w[0])):   # decoder5 .. 1
+        t.transposed(hi, lo, twos, False, None)
+        res(lo.times(2), lo)
+    if classes is not None:
+        t.conv(w[0], classes, ones, ones, True, None)   # out
+        for level in range(4 if ds_heads else 0):       # deep-supervision heads decoder.seg_layers.*
+            t.conv(w[level], classes, ones, ones, True, None)
+
+
+_ESTIMATORS["monai_segresnet"] = _monai_segresnet
+_ESTIMATORS["monai_swinunetr"] = _monai_swinunetr
 
 
 # ---------------------------------------------------------------------------------------------- entry points

@@ -373,6 +373,51 @@ SUPREM = Family(
     ),
 )
 
+SUPREM_MONAI = Family(
+    key="suprem-monai",
+    patterns=("suprem-segresnet", "suprem-swinunetr"),
+    summary=(
+        "SuPreM asks whether supervised pretraining on a large, fully annotated CT corpus transfers better than "
+        "self-supervised pretraining. Besides its U-Net, SuPreM trained two of MONAI's backbones on the same task "
+        "(25 abdominal organs in 2,100 CT scans of AbdomenAtlas 1.1): a SegResNet (init_filters=16, 4.70M "
+        "parameters without its head) and the Swin UNETR (feature_size=48, 62.19M parameters) of its universal "
+        "model. medzoo builds MONAI's own classes; the Swin UNETR merges patches in the neighbour order of "
+        "SuPreM's copy of the class (`downsample='merging-suprem'`), since MONAI's current order computes "
+        "something else with the same weights."
+    ),
+    results_md=(
+        "The paper reports transfer to TotalSegmentator and other data sets; medzoo does not quote those "
+        "numbers yet (see the paper)."
+    ),
+    limitations=(
+        "Backbone only: the pretraining head (SegResNet `conv_final.2`; the universal model's organ embedding and "
+        "controller) is not part of the weights; the output is the last decoder feature map.",
+        "Trained on abdominal CT at 1.5 mm isotropic spacing, RAS orientation, HU clipped to [-175, 250] and "
+        "scaled to [0, 1]: other anatomy, modalities or normalisations are out of domain.",
+        "Transfer into nnU-Net's PlainConvUNet / ResidualEncoderUNet plans is refused: MONAI's residual blocks "
+        "(pre-activation GroupNorm, additive skips, transposed 1x1 upsampling) and Swin transformer stages have "
+        "no tensor-for-tensor counterpart there. nnU-Net v2 trains the network itself instead "
+        "(`zoo plan NAME --arch monai`).",
+        "Requires MONAI (`pip install \"medzoo[monai]\"`). Not confirmed from the files themselves: revision "
+        "and sha256 (verified against the Hub's LFS hash on download), the SegResNet head's class count.",
+    ),
+    licence_notes=SUPREM.licence_notes,
+    nnunet_note=(
+        "Fine-tune in nnU-Net v2 with MONAI's network unchanged (medzoo and MONAI installed where nnU-Net "
+        "runs):\n\n"
+        "```bash\n"
+        "zoo plan NAME --plans $nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans.json --arch monai \\\n"
+        "    -o $nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans_monai.json\n"
+        "nnUNetv2_preprocess -d XXX -plans_name nnUNetPlans_monai -c 3d_fullres\n"
+        "python -c \"import torch, zoo; torch.save({'network_weights': zoo.load('NAME', in_channels=K, num_classes=N)"
+        ".state_dict()}, 'pretrained_monai.pth')\"  # K image channels, N labels incl. background\n"
+        "nnUNetv2_train DatasetXXX_Name 3d_fullres 0 -p nnUNetPlans_monai -pretrained_weights pretrained_monai.pth\n"
+        "```\n\n"
+        "nnU-Net's `load_pretrained_weights` copies every tensor but the `.seg_layers.` deep-supervision heads. "
+        "`zoo export-nnunet` (the transfer engine) is for nnU-Net's own U-Nets and refuses MONAI's networks."
+    ),
+)
+
 # --------------------------------------------------------------------------------------------------------------
 # 3D self-supervised tasks (Taleb et al.): weights trained by medzoo's export/ssl3d, no numbers of their own
 # --------------------------------------------------------------------------------------------------------------
@@ -510,6 +555,169 @@ I3D = Family(
 )
 
 # --------------------------------------------------------------------------------------------------------------
+# STU-Net: supervised TotalSegmentator pretraining, S/B/L/H
+# --------------------------------------------------------------------------------------------------------------
+
+STUNET = Family(
+    key="stunet",
+    patterns=("stunet-*",),
+    summary=(
+        "STU-Net scales nnU-Net's U-Net from 14.6M to 1.46B parameters (widths 16-96 x [1, 2, 4, 8, 16, 16], 1-3 "
+        "residual blocks per stage) and pretrains it with full supervision on TotalSegmentator (104 structures). "
+        "medzoo's STUNet has the authors' state-dict keys (their nnU-Net v1 checkpoints load tensor for tensor; "
+        "outputs tested against a re-implementation of their published layout) and nnU-Net v2's constructor "
+        "signature, so nnU-Net trains it without a fork."
+    ),
+    results_md=(
+        "The authors report TotalSegmentator Dice and downstream fine-tuning results per size in the paper "
+        "(arXiv 2304.06716, tables of direct inference and fine-tuning); they are not reproduced here."
+    ),
+    limitations=(
+        "The 105 output channels follow STU-Net's label order (label_orders.json of the authors' repository), "
+        "which differs from TotalSegmentator's own.",
+        "Input: per-image z-score (no HU window) at 1.5 mm isotropic; other spacings or CT windowing change the "
+        "input distribution the weights saw.",
+        "Transfer into nnU-Net plans goes into STU-Net plans only (`zoo plan NAME --arch stunet`): its residual "
+        "blocks, 1x1 shortcuts and nearest-neighbour + 1x1 upsampling have no tensor-for-tensor counterpart in "
+        "PlainConvUNet, ResidualEncoderUNet or UNet++, so such a transfer is refused.",
+        "The Hub revision and sha256 are not pinned yet: the file is verified against the Hub's LFS hash.",
+    ),
+    licence_notes=(
+        "Apache-2.0 (the authors' repository); trained on TotalSegmentator, whose data are CC BY 4.0.",
+    ),
+    nnunet_note=(
+        "Fine-tune in nnU-Net v2 with STU-Net's published topology and preprocessing (medzoo installed where "
+        "nnU-Net runs):\n\n"
+        "```bash\n"
+        "zoo plan NAME --plans $nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans.json --arch stunet \\\n"
+        "    -o $nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans_stunet.json\n"
+        "nnUNetv2_preprocess -d XXX -plans_name nnUNetPlans_stunet -c 3d_fullres\n"
+        "zoo export-nnunet NAME --plans $nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans_stunet.json \\\n"
+        "    --dataset-json $nnUNet_preprocessed/DatasetXXX_Name/dataset.json -o pretrained_stunet.pth\n"
+        "nnUNetv2_train DatasetXXX_Name 3d_fullres 0 -p nnUNetPlans_stunet -pretrained_weights pretrained_stunet.pth\n"
+        "```"
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# OpenMind ResEnc-L (nnssl)
+# --------------------------------------------------------------------------------------------------------------
+
+OPENMIND = Family(
+    key="openmind",
+    patterns=("openmind-*",),
+    summary=(
+        "OpenMind benchmarks 3D self-supervised learning on one large public corpus: 114k brain MRI volumes of 23 "
+        "modalities from OpenNeuro, one CNN (nnU-Net's ResEnc-L) and one transformer, each pretrained with "
+        "several methods by the nnssl framework and fine-tuned in nnU-Net on the same downstream tasks. The "
+        "paper reports that masked-image-modelling (MAE) pretraining gives the best segmentation and "
+        "contrastive methods the best classification, and that pretrained networks can exceed a strong "
+        "from-scratch ResEnc-L."
+    ),
+    results_md=(
+        "The paper reports fine-tuned segmentation and classification results on its downstream benchmark; "
+        "medzoo does not quote those numbers yet (see the paper)."
+    ),
+    limitations=(
+        "Pretrained on brain MRI at 1 mm isotropic spacing with a per-volume z-score: CT and other anatomy are "
+        "out of domain (the authors' recipe still z-scores every channel, CT too).",
+        "The VoCo, SimCLR and SwinUNETR checkpoints hold the encoder only; the MAE and Volume Fusion ones the "
+        "whole U-Net, whose decoder the authors' fine-tuning discards.",
+        "Not confirmed from the files themselves (no Hub access when the entries were written): sha256 and "
+        "revision (checked against the Hub's LFS hash on download) and the trainer arguments of the published "
+        "runs (the trainers' defaults are recorded).",
+    ),
+    licence_notes=(
+        "Weights: CC BY 4.0 (the Hub repositories' licence tag): attribution required, commercial use and "
+        "redistribution allowed. The nnssl training code is CC BY-SA 4.0; medzoo does not contain it.",
+    ),
+    pipeline_tag="image-feature-extraction",
+    nnunet_note=(
+        "`zoo plan openmind-resencl-mae --plans nnUNetPlans.json -o ptPlans.json --adaptation-plan` writes the "
+        "authors' fine-tuning recipe (ResEnc-L, 1 mm, z-score for every channel, patch 160^3) into an nnU-Net "
+        "v2 plan; `zoo export-nnunet` then transfers the weights into it."
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# VoCo (Luffy503/VoCo): volume contrast and omni-supervised CT pretraining
+# --------------------------------------------------------------------------------------------------------------
+
+VOCO = Family(
+    key="voco",
+    patterns=("voco-*",),
+    summary=(
+        "VoCo learns 3D CT representations from geometric context: a volume is cut into non-overlapping base "
+        "crops, and the network must predict from features alone where a random crop lies among them (volume "
+        "contrast). The large-scale follow-up pretrains on PreCT-160K (about 160K public CT volumes), adds "
+        "VoComni (20K volumes pseudo-labelled by VoCo with 20 organ and tumour classes) for supervised and "
+        "omni-supervised pretraining, and releases networks from a 31M-parameter nnU-Net to 1.2B-parameter "
+        "Swin UNETRs."
+    ),
+    results_md=(
+        "The papers report fine-tuning results on more than 50 downstream tasks (segmentation, classification, "
+        "registration, vision-language); medzoo does not quote those numbers yet (see the papers)."
+    ),
+    limitations=(
+        "Pretrained on CT only, resampled to 1.5 mm in RAS orientation with HU clipped to [-175, 250] and "
+        "scaled to [0, 1] (MONAI pipeline); MR and other normalisations are out of domain.",
+        "The authors fine-tune the nnU-Net in nnU-Net's own preprocessing (z, y, x arrays, nnU-Net's CT "
+        "normalisation), which they note differs from the pretraining; medzoo permutes the kernels from the "
+        "pretraining's x, y, z arrays to the plan's axis order instead, and `zoo plan --match-input` writes the "
+        "pretraining normalisation into a plan.",
+        "The authors' loader keeps every tensor whose name and shape match and skips the rest without a word; "
+        "medzoo refuses a file whose layout differs from the entry's and names the key.",
+        "The SSL-head files (`voco-b-ssl`) hold the Swin encoder only: the SwinUNETR decoder and head start from "
+        "MONAI's initialisation and must be fine-tuned.",
+    ),
+    licence_notes=(
+        "Weights and code: Apache-2.0 (the Hub repository's licence tag and the GitHub repository's LICENSE). "
+        "The pretraining collections (PreCT-160K, VoComni) keep their own terms; several restrict use to research.",
+    ),
+    nnunet_note=(
+        "`zoo export-nnunet voco-omni-nnunet --plans nnUNetPlans.json --dataset-json dataset.json -o "
+        "pretrained.pth` transfers the weights into any nnU-Net v2 plan (per-tensor report); "
+        "`zoo plan voco-omni-nnunet --plans nnUNetPlans.json -o nnUNetPlans_voco.json --match-input` first makes "
+        "the plan's network and input the checkpoint's (6 stages, 32-320 features, HU [-175, 250]; add "
+        "`--match-spacing` for 1.5 mm)."
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# MONAI model-zoo bundles
+# --------------------------------------------------------------------------------------------------------------
+
+MONAI_BUNDLE = Family(
+    key="monai-bundle",
+    patterns=("monai-*",),
+    summary=(
+        "A MONAI model-zoo bundle: the network and weights MONAI publishes with its inference and training "
+        "configurations. The whole-body CT bundle trains MONAI's SegResNet (init_filters=32, 18.80M parameters) "
+        "to segment the 104 TotalSegmentator structures plus background at 1.5 mm; medzoo builds MONAI's own "
+        "class from the bundle's `configs/inference.json` and loads `models/model.pt` tensor for tensor."
+    ),
+    results_md=(
+        "The bundle's README reports its validation Dice; medzoo does not quote it and did not reproduce it."
+    ),
+    limitations=(
+        "Input as the bundle's inference.json: RAS, 1.5 mm, z-score over non-zero voxels then scaled to [-1, 1] "
+        "per volume; this normalisation has no nnU-Net scheme, so nnU-Net's CT normalisation differs from it.",
+        "Transfer into nnU-Net's PlainConvUNet / ResidualEncoderUNet plans is refused (MONAI's SegResNet blocks "
+        "have no tensor-for-tensor counterpart there); nnU-Net v2 trains the SegResNet itself instead "
+        "(`zoo plan NAME --arch monai`).",
+        "Requires MONAI (`pip install \"medzoo[monai]\"`). Not confirmed from the file itself: revision and "
+        "sha256 (verified against the Hub's LFS hash on download), and whether it is a raw state dict or "
+        "`{'model': ...}` (both are read).",
+    ),
+    licence_notes=(
+        "The bundle (code and weights) is Apache-2.0. Its training data are TotalSegmentator's (zenodo record "
+        "6802614): check those terms for your use. The bundle's metadata says it is an example, not for "
+        "diagnostic use.",
+    ),
+    nnunet_note=SUPREM_MONAI.nnunet_note,
+)
+
+# --------------------------------------------------------------------------------------------------------------
 # fallback
 # --------------------------------------------------------------------------------------------------------------
 
@@ -520,7 +728,8 @@ GENERIC = Family(
     results_md="No published results for these weights.",
 )
 
-FAMILIES: tuple[Family, ...] = (GENESIS_DEMO, GENESIS_FAMILY, MED3D_FAMILY, SUPREM, SSL3D, UNETPP, I3D)
+FAMILIES: tuple[Family, ...] = (GENESIS_DEMO, GENESIS_FAMILY, MED3D_FAMILY, SUPREM_MONAI, SUPREM, SSL3D, UNETPP,
+                                I3D, STUNET, OPENMIND, VOCO, MONAI_BUNDLE)
 
 
 def family_for(entry: ModelEntry) -> Family:

@@ -215,7 +215,8 @@ def _output(entry: ModelEntry) -> str:
         return "Not recorded: the configuration of these weights predates output contracts."
     channels = "depends on the builder arguments" if out.channels is None else str(out.channels)
     if out.kind == "logits":
-        kind = f"logits: apply `{out.activation}` to get the meaning" if out.activation else "logits"
+        kind = ("values: a regression of the target, no activation" if out.activation == "identity" else
+                f"logits: apply `{out.activation}` to get the meaning" if out.activation else "logits")
     elif out.kind == "probabilities":
         kind = f"probabilities: `{out.activation}` is applied inside `forward`"
     else:

@@ -3,7 +3,8 @@
 Command groups, one module each, every one registering its subcommands through ``add_subcommands(subparsers)``:
 :mod:`~zoo.cli.models` (``list``, ``info``, ``download``, ``convert``), :mod:`~zoo.cli.demo` (``demo``),
 :mod:`~zoo.cli.adapt` (``adapt``, ``export-nnunet``, ``plan``), :mod:`~zoo.cli.cards` (``card``, ``cards``),
-:mod:`~zoo.cli.publish` (``publish``) and :mod:`~zoo.cli.mirror` (``mirror export|import|verify``). Each subcommand
+:mod:`~zoo.cli.publish` (``publish``), :mod:`~zoo.cli.monai` (``export-monai``) and :mod:`~zoo.cli.mirror`
+(``mirror export|import|verify``). Each subcommand
 is one function ``cmd_<name>(args) -> int``; a command that writes calls :func:`zoo.cli.outputs.guard_outputs`
 before any work (no output may be an input; an existing one is replaced only with ``--force``).
 
@@ -23,7 +24,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from .._version import __version__
 from ..errors import ZooError
-from . import adapt, cards, demo, mirror, models, publish
+from . import adapt, cards, demo, mirror, models, monai, publish
 from .outputs import describe_os_error, remembered_outputs
 
 EXIT_FAILURE = 1
@@ -33,7 +34,7 @@ EXIT_INTERRUPTED = 130
 #: the command groups in the order ``zoo --help`` lists their subcommands
 COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     models.add_subcommands, demo.add_subcommands, adapt.add_subcommands, cards.add_subcommands,
-    publish.add_subcommands, mirror.add_subcommands,
+    publish.add_subcommands, monai.add_subcommands, mirror.add_subcommands,
 )
 
 

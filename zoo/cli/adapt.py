@@ -3,11 +3,13 @@
 Wired into ``zoo`` by :func:`add_subcommands` (called from :func:`zoo.cli.build_parser`)::
 
     zoo adapt NAME --plans nnUNetPlans.json [--dataset-json dataset.json] [-c 3d_fullres] [--report report.json]
+              [--report-png transfer.png]
     zoo export-nnunet NAME --plans nnUNetPlans.json --dataset-json dataset.json -c 3d_fullres -o pretrained.pth
     zoo plan NAME --plans nnUNetPlans.json -o nnUNetPlans_NAME.json [-c 3d_fullres]
     zoo plan --plans nnUNetPlans.json --arch unetpp -o nnUNetPlans_unetpp.json [-c 3d_fullres]
     zoo plan NAME --plans nnUNetPlans.json --arch unetpp -o nnUNetPlans_NAME_unetpp.json
     zoo plan NAME --plans nnUNetPlans.json -o nnUNetPlans_NAME.json --match-input [--match-spacing]
+    zoo plan [NAME] --plans nnUNetPlans.json -o nnUNetPlans_NAME.json --adaptation-plan [adaptation_plan.json]
 
 Errors are :class:`zoo.errors.ZooError` subclasses (``zoo`` prints them and exits with status 2); nothing is
 written when a command fails. No output may be one of the inputs (plans, dataset.json, checkpoint, model folder);
@@ -19,7 +21,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, get_args
 
-from ..archs.declarations import NNUNET_CLASSES
+from ..nnunet.plan_rewrite import PLAN_ARCHS
 from ..options import ChannelMode, KernelCollapse, KernelInflate, WidthMode
 from .commands import add_command
 from .outputs import Target, add_force_option, cache_targets, existing_path, guard_outputs
@@ -27,12 +29,27 @@ from .outputs import Target, add_force_option, cache_targets, existing_path, gua
 
 def _inputs(args: argparse.Namespace) -> list[str | None]:
     """What a plan command reads: the model folder (when NAME is a path), plans, dataset.json, checkpoint."""
+    recipe = getattr(args, "adaptation_plan", None)
     return [existing_path(args.name), args.plans, getattr(args, "dataset_json", None),
-            getattr(args, "checkpoint", None)]
+            getattr(args, "checkpoint", None), recipe if isinstance(recipe, str) else None]
 
 
 def _report_target(args: argparse.Namespace) -> Target | None:
     return Target.of(args.report, "--report") if args.report else None
+
+
+def _png_target(args: argparse.Namespace) -> Target | None:
+    return Target.of(args.report_png, "--report-png") if args.report_png else None
+
+
+def _write_png(args: argparse.Namespace, report: Any) -> None:
+    """``--report-png``: the report drawn by :func:`zoo.viz.transfer_png.save_transfer_png` (atomic; an existing
+    file was already refused by :func:`guard_outputs` unless ``--force``)."""
+    if args.report_png:
+        from ..viz.transfer_png import save_transfer_png
+
+        save_transfer_png(report, args.report_png, overwrite=True)
+        print(f"picture of the transfer written to {args.report_png}")
 
 
 def _engine_options(p: argparse.ArgumentParser) -> None:
@@ -93,7 +110,8 @@ def _input_contract(args: argparse.Namespace, report: Any) -> None:
 def cmd_adapt(args: argparse.Namespace) -> int:
     from ..nnunet.export import adapt_to_plan
 
-    guard_outputs(args, [_report_target(args), *cache_targets(args.cache_dir)], inputs=_inputs(args))
+    guard_outputs(args, [_report_target(args), _png_target(args), *cache_targets(args.cache_dir)],
+                  inputs=_inputs(args))
     _default_classes(args)
     _, report = adapt_to_plan(args.name, args.plans, args.configuration, args.dataset_json, seed=args.seed,
                               **_options(args))
@@ -104,20 +122,22 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if args.report:
         report.to_json(args.report)
         print(f"report written to {args.report}")
+    _write_png(args, report)
     return 0
 
 
 def cmd_export_nnunet(args: argparse.Namespace) -> int:
     from ..nnunet.export import export_nnunet
 
-    guard_outputs(args, [Target.of(args.output, "-o"), _report_target(args), *cache_targets(args.cache_dir)],
-                  inputs=_inputs(args))
+    guard_outputs(args, [Target.of(args.output, "-o"), _report_target(args), _png_target(args),
+                         *cache_targets(args.cache_dir)], inputs=_inputs(args))
     result = export_nnunet(args.name, args.plans, args.dataset_json, args.configuration, args.output,
                            report_path=args.report, seed=args.seed, **_options(args))
     print(result.report if args.verbose else result.report.summary(args.plans))
     _input_contract(args, result.report)
     if args.report:  # again, with the input contract
         result.report.to_json(args.report)
+    _write_png(args, result.report)
     print(f"wrote {result.path} ({result.keys} keys, {result.bytes / 2**20:.1f} MiB of weights)")
     from ..nnunet.plans import load_plans
 
@@ -157,6 +177,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from ..nnunet.plans import PlanError
 
     guard_outputs(args, [Target.of(args.output, "-o")], inputs=_inputs(args))
+    if args.adaptation_plan is not None:
+        return _plan_from_adaptation_plan(args)
     if args.name is None and args.arch is None:
         raise PlanError("give a model NAME (its topology replaces the plan's) or --arch unetpp (keeps the plan's "
                         "topology, makes the network a UNet++)")
@@ -167,7 +189,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     conf = new["configurations"][args.configuration]
     architecture = conf["architecture"]
     arch = architecture["arch_kwargs"]
-    topology = (f"{arch['n_stages']} stages, features {arch['features_per_stage']}, strides {arch['strides']}")
+    topology = (f"{arch['n_stages']} stages, features {arch['features_per_stage']}, strides {arch['strides']}"
+                if "n_stages" in arch else f"MONAI arguments {arch}")
     if args.keep_topology:
         print(f"wrote {args.output}: configuration {args.configuration!r} keeps its network "
               f"({architecture['network_class_name']}, {topology}); plans name {new.get('plans_name')!r}")
@@ -180,7 +203,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: configuration {args.configuration!r} now builds "
               f"{architecture['network_class_name']} ({topology}, unchanged); preprocessed data reused; plans name "
               f"{new.get('plans_name')!r}")
-    if args.match_input:
+    if args.match_input or args.arch == "monai":
         from ..nnunet.input_contract import compare_input
 
         record = new["medzoo_input"]
@@ -192,6 +215,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(compare_input(args.name, new, args.configuration).text)
     print(train_hint(new, args.configuration))
     return 0
+
+
+def _plan_from_adaptation_plan(args: argparse.Namespace) -> int:
+    """``zoo plan [NAME] --adaptation-plan [FILE]``: nnssl's fine-tuning recipe written into the plan."""
+    from ..nnunet.plan_rewrite import rewrite_plan
+
+    source = True if args.adaptation_plan == _REGISTRY_RECIPE else args.adaptation_plan
+    new = rewrite_plan(args.name, args.plans, args.configuration, output=args.output, plans_name=args.plans_name,
+                       arch=args.arch, keep_topology=args.keep_topology, adaptation_plan=source)
+    record = new["medzoo_adaptation_plan"]
+    print(f"wrote {args.output}: configuration {args.configuration!r} follows the adaptation plan of "
+          f"{record['source']}; plans name {new.get('plans_name')!r}")
+    for change in record["changed"]:
+        print(f"  {change['key']}: {change['before']} -> {change['after']}")
+    print(f"  {record['note']}")
+    print(train_hint(new, args.configuration))
+    return 0
+
+
+#: ``--adaptation-plan`` without a file: the registry's record of NAME's adaptation plan
+_REGISTRY_RECIPE = "<registry>"
 
 
 def add_subcommands(subparsers: Any) -> None:
@@ -211,8 +255,10 @@ def add_subcommands(subparsers: Any) -> None:
     p = add("adapt", cmd_adapt, "fit pretrained weights to an nnU-Net plan and report every tensor's fate")
     p.add_argument("--dataset-json", help="the dataset's dataset.json (channels and labels)")
     p.add_argument("--report", help="write the transfer report as JSON here")
+    p.add_argument("--report-png", metavar="PATH", help="also draw the report as a PNG here: the target's stages "
+                                                        "and blocks coloured by what happened to their tensors")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-tensor table")
-    add_force_option(p, "the report file")
+    add_force_option(p, "the report files")
     _engine_options(p)
 
     p = add("export-nnunet", cmd_export_nnunet,
@@ -220,6 +266,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--dataset-json", required=True, help="the dataset's dataset.json (channels and labels)")
     p.add_argument("-o", "--output", required=True, help="output file (e.g. pretrained.pth)")
     p.add_argument("--report", help="also write the transfer report as JSON here")
+    p.add_argument("--report-png", metavar="PATH", help="also draw the transfer report as a PNG here")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-tensor table")
     add_force_option(p, "the output and report files")
     _engine_options(p)
@@ -227,9 +274,13 @@ def add_subcommands(subparsers: Any) -> None:
     p = add("plan", cmd_plan, "rewrite a plan configuration to the checkpoint's topology (transfer is then complete) "
                               "and/or to another network class (--arch unetpp: UNet++)", optional_name=True)
     p.add_argument("-o", "--output", required=True, help="output plans file (e.g. nnUNetPlans_genesis.json)")
-    p.add_argument("--arch", choices=sorted(a.nnunet.plan_choice for a in NNUNET_CLASSES if a.nnunet.plan_choice),
+    p.add_argument("--arch", choices=PLAN_ARCHS,
                    help="network class of the configuration: unetpp = UNet++ (zoo.archs.nested_unet.NestedUNet), "
-                        "unet = nnU-Net's PlainConvUNet; without NAME the plan's own topology is kept")
+                        "unet = nnU-Net's PlainConvUNet; without NAME the plan's own topology is kept; stunet = "
+                        "STU-Net with the checkpoint NAME's published topology and input (stunet-small ... "
+                        "stunet-huge); monai = the "
+                        "MONAI checkpoint NAME's own network with its input (suprem-segresnet, suprem-swinunetr, "
+                        "monai-wholebody-ct)")
     p.add_argument("--plans-name", help="plans_name to record (default: the output file's stem)")
     p.add_argument("--no-permute", action="store_true", help="ignore the checkpoint's axis order")
     p.add_argument("--match-input", action="store_true",
@@ -239,4 +290,8 @@ def add_subcommands(subparsers: Any) -> None:
                    help="with --match-input: also set the configuration's spacing to the checkpoint's")
     p.add_argument("--keep-topology", action="store_true",
                    help="with --match-input: keep the plan's own network, rewrite only its input side")
+    p.add_argument("--adaptation-plan", nargs="?", const=_REGISTRY_RECIPE, metavar="FILE",
+                   help="apply an nnssl checkpoint's fine-tuning recipe (network, spacing, z-score for every "
+                        "channel, recommended patch): FILE = its adaptation_plan.json or checkpoint_final.pth "
+                        "(read as data); without FILE the registry's record of NAME's")
     add_force_option(p, "the output plans file")

@@ -2,7 +2,8 @@
 weights, wired into ``zoo`` by :func:`add_subcommands`::
 
     zoo list [PATTERN] [--modality CT|MR] [--arch ARCH] [--pretrained] [--json]
-    zoo info NAME [--json] [--bibtex]
+    zoo info NAME [--json] [--bibtex] [--revision REV] [--cache-dir DIR]     (NAME: an entry, a model folder, or
+                                                                             hf-hub:ORG/NAME[@REVISION])
     zoo download NAMES... [--checkpoint FILE] [--cache-dir DIR] [--force]
     zoo convert FILE -o OUT.safetensors [--model NAME] [--format FORMAT] [--force]
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from .. import registry
@@ -71,8 +73,8 @@ def format_output(entry: registry.ModelEntry) -> list[str]:
     return lines
 
 
-def format_info(entry: registry.ModelEntry) -> str:
-    """Human-readable summary of an entry (``zoo info``)."""
+def format_info(entry: registry.ModelEntry, hosted_lines: bool = True, cache_dir: str | None = None) -> str:
+    """Human-readable summary of an entry (``zoo info``); ``hosted_lines``: say where its hosted copy is."""
     src, inp, lic = entry.source, entry.input, entry.license
     lines = [
         entry.name,
@@ -108,30 +110,82 @@ def format_info(entry: registry.ModelEntry) -> str:
         ]
         if not src.package_file:
             lines.append(f"url            {src.url}")
+    if hosted_lines:
+        lines += _hosted_lines(entry, cache_dir)
     lines += [f"paper          {entry.paper.title}", f"               {entry.paper.url}"]
     return "\n".join(lines)
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    entry = registry.get_entry(args.name)
-    if args.json:
-        print(json.dumps(entry.to_dict(), indent=2))
+def _hosted_lines(entry: registry.ModelEntry, cache_dir: str | None = None) -> list[str]:
+    """The ``hosted copy`` lines of ``zoo info``: the medzoo copy of the converted weights, if any, and which
+    copies are converted in the cache now (what the next ``zoo.load`` uses without network access)."""
+    from ..weights import cached_origins
+
+    hosted = entry.hosted
+    if hosted is not None:
+        lines = [
+            f"hosted copy    {hosted.repo_id}/{hosted.filename} (safetensors, no pickle), revision "
+            f"{hosted.revision or 'main (not pinned yet)'}",
+            f"               sha256 {hosted.sha256 or 'not recorded: the Hub LFS hash is checked'}; zoo.load uses "
+            "it first, the upstream file when it cannot be downloaded",
+        ]
+    elif not entry.license.redistributable:
+        lines = ["hosted copy    none: the licence forbids re-hosting (converted only in your cache)"]
     else:
-        print(format_info(entry))
+        lines = ["hosted copy    not published yet (zoo build-hosted, then zoo publish)"]
+    cached = cached_origins(entry, cache_dir)
+    if cached:
+        names = {"hosted": "the hosted copy", "upstream": "the upstream file"}
+        lines.append(f"in cache       converted from {' and '.join(names[c] for c in cached)}")
+    return lines
+
+
+def format_hub_info(entry: registry.ModelEntry, folder: Any) -> str:
+    """``zoo info hf-hub:ORG/NAME``: the facts of the repo's config.json, as for an entry, and the repo's files."""
+    readme = f"README.md ({folder.readme.stat().st_size:,} bytes)" if folder.readme else "no README.md (no card)"
+    return "\n".join([
+        format_info(entry, hosted_lines=False),
+        f"hub repo       {folder.ref.repo_id} at commit {folder.commit}",
+        f"files          config.json, model.safetensors, {readme}",
+        f"load           zoo.load(\"hf-hub:{folder.ref.repo_id}@{folder.commit}\")",
+    ])
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ..hub.repo import fetch_hub_model, hub_entry, is_hub_name, parse_hub_name
+    from ..loading import entry_for_name
+
+    folder = None
+    if is_hub_name(args.name):  # config.json and README.md only: the weights are not downloaded
+        folder = fetch_hub_model(parse_hub_name(args.name, args.revision), weights=False, cache_dir=args.cache_dir)
+        entry = hub_entry(folder)
+    else:
+        entry = entry_for_name(args.name, args.revision, None, weights=False, cache_dir=args.cache_dir,
+                               force_download=False, progress=False)[0]
+    if args.json:
+        info = entry.to_dict()
+        if folder is not None:
+            info["hub"] = {"repo_id": folder.ref.repo_id, "commit": folder.commit,
+                           "readme": folder.readme is not None}
+        print(json.dumps(info, indent=2))
+    else:
+        registered = folder is None and not os.path.isdir(args.name)
+        print(format_info(entry, hosted_lines=registered, cache_dir=args.cache_dir) if folder is None
+              else format_hub_info(entry, folder))
         if args.bibtex:
             print("\n" + entry.paper.bibtex)
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from ..weights import resolve_weights
+    from ..weights import locate_weights
 
     guard_outputs(args, cache_targets(args.cache_dir), inputs=[args.checkpoint])
     for name in args.names:
         entry = registry.get_entry(name)
-        path, verified = resolve_weights(entry, checkpoint=args.checkpoint, cache_dir=args.cache_dir,
-                                         force_download=args.force, verify=True, progress=True)
-        print(f"{name}: {path} ({verified})")
+        found = locate_weights(entry, checkpoint=args.checkpoint, cache_dir=args.cache_dir,
+                               force_download=args.force, verify=True, progress=True)
+        print(f"{name}: {found.path} ({found.verified_by}; {found.describe})")
     return 0
 
 
@@ -156,7 +210,10 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
 
     p = add_command(subparsers, "info", cmd_info, "show everything the registry knows about a model")
-    p.add_argument("name")
+    p.add_argument("name", help="registry name, model folder, or hf-hub:ORG/NAME[@REVISION] (reads only its "
+                                "config.json and README.md)")
+    p.add_argument("--revision", help="for hf-hub: names, a branch, tag or commit")
+    p.add_argument("--cache-dir", help="the medzoo cache to look in (hf-hub: downloads go to CACHE_DIR/hub)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--bibtex", action="store_true", help="also print the citation")
 

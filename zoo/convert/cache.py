@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from .._version import __version__
 from ..errors import CheckpointFormatError, ChecksumError
-from ..hub.integrity import atomic_path, file_lock, sha256_file
+from ..hub.integrity import atomic_path, default_file_mode, file_lock, sha256_file
 from ..hub.paths import zoo_cache_dir
 from ..registry import ModelEntry
 from ..state_dict import alias_groups, canonicalize
@@ -235,6 +235,7 @@ def _save_converted(directory: Path, unwrapped: Unwrapped, sd: Mapping[str, Tens
     with atomic_path(final) as tmp:
         save_file(tensors, str(tmp), metadata={"medzoo_name": meta["name"], "format": meta["format"],
                                                "source_sha256": meta["source_sha256"], "medzoo_version": __version__})
+        os.chmod(tmp, default_file_mode())  # safetensors writes a new 0600 file: give it the user's umask
     meta.update(file_stamp(final))
     meta.update(
         file_sha256=sha256_file(final),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointFormatError
-from ..hub.integrity import atomic_path, sha256_file
+from ..hub.integrity import atomic_path, default_file_mode, sha256_file
 from ..archs.build import build_model, meta_device_model
 from ..registry import get_entry, list_models
 from .cache import validate_against
@@ -71,6 +71,7 @@ def convert_file(
         with atomic_path(output) as tmp:
             save_file(tensors, str(tmp), metadata={"medzoo_name": name, "format": entry_fmt,
                                                    "source_sha256": sha256_file(file)})
+            os.chmod(tmp, default_file_mode())  # safetensors writes a new 0600 file: give it the user's umask
         return ConvertResult(name, output, len(tensors), sha256_file(output, progress=progress))
     hint = "; ".join(errors[:3]) if model else "no registry model has this file's key layout"
     raise CheckpointFormatError(f"cannot convert {file}: {hint}")

@@ -1,5 +1,6 @@
 """Models Genesis (Zhou et al.): the UNet3D of the paper and the pretrained nnU-Net of Bajpai (2021)."""
 
+from ._nnunet_kwargs import unet_arch_kwargs
 from ..entry import CheckpointSource, InputContract, ModelEntry, Normalization, OutputContract, Paper, Pretraining
 from ._licenses import ASU_NONCOMMERCIAL
 
@@ -43,22 +44,9 @@ GENESIS_TARGET_SCALE = "(HU + 1000) / 2000 with HU clipped to [-1000, 1000]: [0,
 GENESIS_RESTORED = "the restored cube: CT intensities of the undamaged input"
 
 #: nnU-Net v2 arch_kwargs equivalent to the nnU-Net v1 Task006 Lung 3d_fullres Generic_UNet.
-LUNG_PLAN_ARCH_KWARGS = {
-    "n_stages": 6,
-    "features_per_stage": [32, 64, 128, 256, 320, 320],
-    "conv_op": "torch.nn.modules.conv.Conv3d",
-    "kernel_sizes": [[3, 3, 3]] * 6,
-    "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]],
-    "n_conv_per_stage": [2] * 6,
-    "n_conv_per_stage_decoder": [2] * 5,
-    "conv_bias": True,
-    "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-    "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-    "dropout_op": None,
-    "dropout_op_kwargs": None,
-    "nonlin": "torch.nn.LeakyReLU",
-    "nonlin_kwargs": {"inplace": True},
-}
+LUNG_PLAN_ARCH_KWARGS = unet_arch_kwargs(
+    [32, 64, 128, 256, 320, 320], [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]],
+    blocks_key="n_conv_per_stage", blocks_per_stage=[2] * 6, n_conv_per_stage_decoder=[2] * 5)
 
 GENESIS_CHEST_CT = ModelEntry(
     name="genesis-chest-ct",

@@ -14,17 +14,23 @@ with medzoo's message only.
 
 huggingface_hub checks only the size of what it downloads, so the bytes are hashed here: against the
 registry's sha256 when it is pinned, otherwise against the Hub's own LFS hash (the blob's name in the HF
-cache). A mismatching Hub file is deleted and downloaded once more; a second mismatch raises.
+cache), or for a regular (non-LFS) git file against its git blob id (the blob's name too). A mismatching Hub file
+is deleted and downloaded once more; a second mismatch raises.
+
+:func:`download_hub_file` is that path for any Hub file (:class:`HubFile`), with the caller's words for a miss;
+:mod:`zoo.hub.repo` uses it for the files of a published medzoo model folder (``zoo.load("hf-hub:ORG/NAME")``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .._version import __version__
 from ..errors import ChecksumError, WeightsNotAvailableError
@@ -33,6 +39,7 @@ from .integrity import sha256_file, verify_file
 from .paths import hf_cache_dir, hf_offline, mirror_dir
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
@@ -44,6 +51,23 @@ class FetchedFile:
     sha256: str
     origin: str
     verified_by: str
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file of a Hub repo: ``revision`` a branch, tag or commit (None: ``main``); ``sha256`` / ``size`` pins the
+    caller holds, if any (without a sha256 the Hub's own LFS hash or git blob id is checked)."""
+
+    repo_id: str
+    filename: str
+    revision: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    pinned_by: str = "sha256 pinned by the caller"
+
+
+#: builds the error of a Hub miss from (reason, offline_hint, url)
+MissError = Callable[[str, bool, str], Exception]
 
 
 def fetch_checkpoint(
@@ -140,7 +164,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _hub_failure(err: BaseException, source: CheckpointSource) -> tuple[str, bool] | None:
+def _hub_failure(err: BaseException, source: HubFile | CheckpointSource) -> tuple[str, bool] | None:
     """``(reason, offline_hint)`` for a failure of the Hub client that means "cannot get this file", else None."""
     from huggingface_hub import constants
     from huggingface_hub.errors import (
@@ -185,7 +209,7 @@ def _first_line(err: BaseException) -> str:
     return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
-def _in_hf_cache(source: CheckpointSource, hub_cache: Path) -> bool:
+def _in_hf_cache(source: HubFile | CheckpointSource, hub_cache: Path) -> bool:
     """True when the HF cache already holds ``source``'s file at its revision (``main``'s cached commit if unpinned)."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -215,30 +239,50 @@ def _from_hub(
     progress: bool,
     name: str = "",
 ) -> FetchedFile:
-    import huggingface_hub
-
-    hub_cache = hf_cache_dir(cache_dir)
-    url = huggingface_hub.hf_hub_url(source.repo_id, source.filename, revision=source.revision)
-
-    def miss(reason: str, offline_hint: bool) -> WeightsNotAvailableError:
+    def miss(reason: str, offline_hint: bool, url: str) -> WeightsNotAvailableError:
         return WeightsNotAvailableError(
             _miss_message(source, label, mirror_root, reason, url, offline_hint),
             name=name or source.filename, url=url, reason=reason,
             mirror_path=(mirror_root or Path("$ZOO_MIRROR")) / source.repo_id / source.filename,
         )
 
+    return download_hub_file(source, label=label, cache_dir=cache_dir, force_download=force_download,
+                             progress=progress, miss=miss)
+
+
+def download_hub_file(
+    file: HubFile | CheckpointSource,
+    *,
+    label: str,
+    miss: MissError,
+    cache_dir: str | os.PathLike | None = None,
+    force_download: bool = False,
+    progress: bool = True,
+) -> FetchedFile:
+    """The verified local path of a Hub file, downloaded into the HF cache (``<cache_dir>/hub``) if needed.
+
+    A failure of the Hub client that means "cannot get this file" (no repo, revision or file, offline, no
+    connection, HTTP errors) raises ``miss(reason, offline_hint, url)``; a file whose bytes do not match its
+    sha256 (pinned, or the Hub's) is removed from the cache and downloaded once more, then raises
+    :class:`ChecksumError`.
+    """
+    import huggingface_hub
+
+    hub_cache = hf_cache_dir(cache_dir)
+    url = huggingface_hub.hf_hub_url(file.repo_id, file.filename, revision=file.revision)
+
     def download(force: bool) -> Path:
         offline = _hub_offline()
         if force and offline:
-            raise miss("force_download=True needs the Hub, but HF_HUB_OFFLINE is set", False)
+            raise miss("force_download=True needs the Hub, but HF_HUB_OFFLINE is set", False, url)
         try:
-            if not offline and (force or not _in_hf_cache(source, hub_cache)):
+            if not offline and (force or not _in_hf_cache(file, hub_cache)):
                 _probe_hub(url)
             return Path(
                 huggingface_hub.hf_hub_download(
-                    source.repo_id,
-                    source.filename,
-                    revision=source.revision,
+                    file.repo_id,
+                    file.filename,
+                    revision=file.revision,
                     cache_dir=str(hub_cache),
                     force_download=force,
                     local_files_only=offline,
@@ -247,32 +291,41 @@ def _from_hub(
                 )
             )
         except Exception as err:
-            failure = _hub_failure(err, source)
+            failure = _hub_failure(err, file)
             if failure is None:
                 raise
             # ``from None``: only medzoo's message prints; the client's error stays in ``__context__``
-            raise miss(*failure) from None
+            raise miss(*failure, url) from None
 
     path = download(force_download)
     try:
-        return _verify_hub_file(source, path, label, progress)
+        return _verify_hub_file(file, path, label, progress)
     except ChecksumError:
         _remove_cached(path)
         if _hub_offline():
             raise
     path = download(True)
     try:
-        return _verify_hub_file(source, path, label, progress)
+        return _verify_hub_file(file, path, label, progress)
     except ChecksumError:
         _remove_cached(path)
         raise
 
 
-def _verify_hub_file(source: CheckpointSource, path: Path, label: str, progress: bool) -> FetchedFile:
+def git_blob_id(path: Path) -> str:
+    """The git object id of a blob holding the file's bytes (the Hub's ETag, and blob name, of a regular file)."""
+    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify_hub_file(source: HubFile | CheckpointSource, path: Path, label: str, progress: bool) -> FetchedFile:
     blob = path.resolve()
     if source.sha256:
         digest = verify_file(path, sha256=source.sha256, size=source.size, what=label, progress=progress)
-        return FetchedFile(path, digest, "hub", "registry sha256")
+        return FetchedFile(path, digest, "hub", getattr(source, "pinned_by", "registry sha256"))
     etag = blob.name
     if _SHA256.match(etag):
         digest = verify_file(path, sha256=etag, size=source.size, what=label, progress=progress)
@@ -280,6 +333,12 @@ def _verify_hub_file(source: CheckpointSource, path: Path, label: str, progress:
     if source.size is not None and path.stat().st_size != source.size:
         raise ChecksumError(f"{label} at {path} has {path.stat().st_size:,} bytes, expected {source.size:,}",
                             path=path, expected_size=source.size, actual_size=path.stat().st_size)
+    if _SHA1.match(etag):  # a regular git file: its blob name is its git blob id
+        actual = git_blob_id(path)
+        if actual != etag:
+            raise ChecksumError(f"{label} {path} has git blob id {actual}, expected {etag} (corrupt or tampered)",
+                                path=path, actual_size=path.stat().st_size)
+        return FetchedFile(path, sha256_file(path), "hub", "Hub git blob id (sha1)")
     return FetchedFile(path, sha256_file(path), "hub", "unverified: no sha256 known and not an LFS file")
 
 

@@ -67,9 +67,14 @@ FAMILY_INTENSITY: tuple[tuple[tuple[str, ...], str | None, dict | None, str], ..
      "zero voxels is not added (the result stays deterministic)"),
     (("i3d-*",), "zscore", {},
      "suggested, not learned (2D ImageNet weights): per-volume z-score over all voxels; window CT first if needed"),
-    (("suprem-unet",), "nnunet_ct", {"mean": -175.0, "std": 425.0, "p005": -175.0, "p995": 250.0},
-     "SuPreM: clip HU to [-175, 250], scale to [0, 1] = (HU + 175) / 425; the RAS orientation is not applied "
-     "(the volume's (z, y, x) array is taken as it is)"),
+    (("suprem-*", "voco-*"), "nnunet_ct", {"mean": -175.0, "std": 425.0, "p005": -175.0, "p995": 250.0},
+     "SuPreM and VoCo: clip HU to [-175, 250], scale to [0, 1] = (HU + 175) / 425; the RAS orientation is not "
+     "applied (the volume's (z, y, x) array is taken as it is)"),
+    (("openmind-*", "stunet-*"), "zscore", {},
+     "OpenMind (nnssl) and STU-Net: per-volume, per-channel z-score over all voxels (no foreground mask)"),
+    (("monai-wholebody-ct",), None, None,
+     "MONAI whole-body CT bundle: z-score over the non-zero voxels, then min-max scaled to [-1, 1]; none of "
+     "zoo.io.normalize's schemes, 'zscore' with mask 'nonzero' is the nearest"),
     (("unetpp-liver",), "nnunet_ct", None,
      "nnU-Net CTNormalization with the Liver data set's foreground statistics, which the entry does not record: "
      "pass them from the plans' foreground_intensity_properties_per_channel"),

@@ -16,6 +16,19 @@ NestedUNet's encoder is PlainConvUNet's). ``arch='unet'`` goes back to PlainConv
 
     zoo plan --plans nnUNetPlans.json --arch unetpp -o nnUNetPlans_unetpp.json
     nnUNetv2_train DATASET 3d_fullres FOLD -p nnUNetPlans_unetpp -tr nnUNetTrainerUNetPlusPlus
+
+``arch='stunet'`` (with an STU-Net model, ``stunet-small`` ... ``stunet-huge``) makes the configuration an STU-Net
+(:class:`zoo.archs.stunet.STUNet`) with the checkpoint's published topology and preprocessing: its widths and
+blocks, the pretraining plan's strides and kernels, patch 128^3, batch size 2, 1.5 mm spacing and a per-image
+z-score (``--match-input --match-spacing`` are implied; new ``data_identifier``: run ``nnUNetv2_preprocess``)::
+
+    zoo plan stunet-base --plans nnUNetPlans.json --arch stunet -o nnUNetPlans_stunet.json
+    zoo export-nnunet stunet-base --plans nnUNetPlans_stunet.json ... ; nnUNetv2_train ... -p nnUNetPlans_stunet
+
+``arch='monai'`` (with a MONAI checkpoint: ``suprem-segresnet``, ``suprem-swinunetr``, ``monai-wholebody-ct``) makes
+the configuration that checkpoint's MONAI network, unchanged (:class:`zoo.archs.monai_nets.MonaiSegResNet` /
+``MonaiSwinUNETR``), with its pretraining patch, spacing and normalisation (where nnU-Net has the scheme). MONAI's
+weights do not transfer into PlainConvUNet / ResidualEncoderUNet plans (refused): nnU-Net trains MONAI's network.
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..archs.declarations import NNUNET_CLASSES
 from ..errors import InvalidOptionError
@@ -44,9 +57,16 @@ from .plans import (
 #: ``arch`` choices of :func:`rewrite_plan` -> medzoo architecture (each declaration's ``nnunet.plan_choice``)
 ARCH_CHOICES = {a.nnunet.plan_choice: a.name for a in NNUNET_CLASSES if a.nnunet.plan_choice is not None}
 
+#: ``arch='monai'``: the checkpoint's own MONAI network (SegResNet / SwinUNETR, family ``monai``) trained by nnU-Net
+#: unchanged; its plan ``arch_kwargs`` are MONAI's, not a U-Net's, so it is not one of :data:`ARCH_CHOICES`
+MONAI_CHOICE = "monai"
+
+#: every ``arch`` :func:`rewrite_plan` (``zoo plan --arch``) accepts
+PLAN_ARCHS: tuple[str, ...] = (*sorted(ARCH_CHOICES), MONAI_CHOICE)
+
 
 class InvalidPlanOption(InvalidOptionError, PlanError):
-    """An ``arch`` outside :data:`ARCH_CHOICES`: an :class:`InvalidOptionError` that is also a :class:`PlanError`."""
+    """An ``arch`` outside :data:`PLAN_ARCHS`: an :class:`InvalidOptionError` that is also a :class:`PlanError`."""
 
 
 #: arch_kwargs only NestedUNet takes (dropped when going back to PlainConvUNet)
@@ -74,6 +94,7 @@ def rewrite_plan(
     match_input: bool = False,
     match_spacing: bool = False,
     keep_topology: bool = False,
+    adaptation_plan: str | os.PathLike | Mapping[str, Any] | bool | None = None,
 ) -> dict:
     """Plans with ``configuration``'s architecture replaced by ``model``'s topology (see module docstring),
     under the network class of ``arch`` (``'unetpp'``, ``'unet'``; default: the checkpoint's class). With
@@ -84,6 +105,10 @@ def rewrite_plan(
     spacing to the checkpoint's (:func:`zoo.nnunet.input_contract.match_input`; recorded under ``medzoo_input``).
     ``keep_topology`` (with ``match_input``) keeps the plan's own network and rewrites only its input side.
 
+    ``adaptation_plan`` applies an nnssl checkpoint's fine-tuning recipe instead (network, spacing, z-score for
+    every channel, recommended patch; :mod:`zoo.nnunet.adaptation_plan`): upstream's ``adaptation_plan.json``, its
+    ``checkpoint_final.pth``, the serialized dict, or ``True`` for the registry's record of ``model``'s.
+
     ``plans_name`` sets the plans' ``plans_name`` (default: the stem of ``output``, else unchanged). The result
     is validated before ``output`` is written (atomically). Returns the new plans dict.
     """
@@ -91,12 +116,24 @@ def rewrite_plan(
     from ..weights import resolve_entry
 
     if arch is not None:
-        check_option("arch", arch, tuple(sorted(ARCH_CHOICES)), error=InvalidPlanOption)
+        check_option("arch", arch, PLAN_ARCHS, error=InvalidPlanOption)
+    if adaptation_plan is not None and adaptation_plan is not False:
+        if arch is not None or keep_topology:
+            raise PlanError("an adaptation plan sets the network, spacing, normalisation and patch itself: give it "
+                            "without --arch / --keep-topology")
+        return _apply_adaptation_plan(model, plans, configuration, adaptation_plan, output=output,
+                                      plans_name=plans_name)
     if match_spacing and not match_input:
         raise PlanError("match_spacing goes with match_input (--match-input --match-spacing)")
     if model is None:
         if match_input:
             raise PlanError("match_input needs a model: its pretraining input is written into the plan")
+        if arch == MONAI_CHOICE:
+            raise PlanError("the MONAI network comes from its checkpoint: give the model NAME (suprem-segresnet, "
+                            "suprem-swinunetr or monai-wholebody-ct) with --arch monai")
+        if arch == "stunet":
+            raise PlanError("STU-Net's topology comes from its checkpoint: give the model NAME (stunet-small, "
+                            "stunet-base, stunet-large or stunet-huge) with --arch stunet")
         if arch is None:
             raise PlanError("give a model (its topology replaces the plan's) or arch='unetpp' / 'unet' (keeps the "
                             "plan's topology, changes the network class)")
@@ -108,6 +145,14 @@ def rewrite_plan(
                             "the plan keeps its network and gets the checkpoint's input")
         return _match_input_only(entry, plans, configuration, output=output, plans_name=plans_name,
                                  spacing=match_spacing)
+    if arch == MONAI_CHOICE or _is_monai(entry):
+        if arch != MONAI_CHOICE or _is_monai(entry) is False or match_input or match_spacing:
+            raise PlanError(f"{entry.name!r} is a {entry.architecture}: --arch monai goes with a MONAI checkpoint "
+                            "(suprem-segresnet, suprem-swinunetr, monai-wholebody-ct) and sets its input itself (no "
+                            "--match-input / --match-spacing); MONAI's networks have no tensor-for-tensor counterpart "
+                            "in PlainConvUNet, ResidualEncoderUNet or UNet++ plans")
+        return _monai_plan(entry, plans, configuration, output=output, plans_name=plans_name,
+                           target_axis_order=target_axis_order)
     check_nnunet_keys(entry)
     new = load_plans(plans)
     conf = resolve_configuration(new, configuration)
@@ -115,11 +160,20 @@ def rewrite_plan(
     if not isinstance(patch, list) or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in patch):
         raise PlanError(f"configuration {configuration!r}: patch_size must be a list of positive integers, got {patch!r}")
     kwargs = entry.build_kwargs()
-    target_arch = ARCH_CHOICES[arch] if arch is not None else entry.architecture
-    if target_arch != entry.architecture:
-        if "nested_unet" in (target_arch, entry.architecture) and "residual_encoder_unet" in (
-                target_arch, entry.architecture):
-            raise PlanError(f"{entry.name!r} is a {entry.architecture}: its topology cannot become a {target_arch} "
+    source_arch = entry.architecture
+    if source_arch == "nnunet_encoder":  # an encoder-only checkpoint: the U-Net its encoder belongs to
+        source_arch = kwargs.pop("unet", "plain_conv_unet")
+        kwargs.pop("features_only", None)
+    target_arch = ARCH_CHOICES[arch] if arch is not None else source_arch
+    if (target_arch == "stunet") != (source_arch == "stunet"):
+        raise PlanError(f"{entry.name!r} is a {source_arch}: --arch {arch or 'stunet'} needs a checkpoint of that "
+                        "network (STU-Net's weights fit STU-Net only: stunet-small ... stunet-huge with --arch stunet)")
+    if target_arch == "stunet":  # the published preprocessing goes with the published topology
+        match_input = match_spacing = True
+    if target_arch != source_arch:
+        if "nested_unet" in (target_arch, source_arch) and "residual_encoder_unet" in (
+                target_arch, source_arch):
+            raise PlanError(f"{entry.name!r} is a {source_arch}: its topology cannot become a {target_arch} "
                             "(UNet++ uses PlainConvUNet's encoder)")
         for key in _NESTED_ONLY:
             kwargs.pop(key, None)
@@ -143,6 +197,9 @@ def rewrite_plan(
     for s in kwargs["strides"]:
         total = [t * v for t, v in zip(total, s)]
     new_patch = [_round_to_multiple(p, t) for p, t in zip(patch, total)]
+    if target_arch == "stunet":  # the pretraining patch (128^3) and batch size (2) of the published plan
+        new_patch = [int(entry.input.patch_size[src.index(letter)]) for letter in tgt]
+        new["configurations"][configuration]["batch_size"] = 2
 
     before = configuration_architecture(new, configuration)["network_class_name"]
     _set_architecture(new, configuration, target_arch, kwargs, output=output, plans_name=plans_name)
@@ -164,6 +221,110 @@ def rewrite_plan(
         from .input_contract import match_input as _match_input
 
         new["medzoo_input"] = _match_input(entry, new, configuration, spacing=match_spacing)
+    arch_for_configuration(new, configuration, in_channels=1, num_classes=2)  # validate what we would write
+    _write(new, output)
+    return copy.deepcopy(new)
+
+
+def _is_monai(entry: Any) -> bool:
+    from ..archs.declarations import BY_NAME
+
+    decl = BY_NAME.get(entry.architecture)
+    return decl is not None and decl.family == "monai"
+
+
+def _monai_plan(entry: Any, plans: Any, configuration: str, *, output: str | os.PathLike | None,
+                plans_name: str | None, target_axis_order: str | None) -> dict:
+    """``configuration`` trains ``entry``'s MONAI network unchanged (``arch='monai'``): ``network_class_name``
+    :class:`zoo.archs.monai_nets.MonaiSegResNet` / ``MonaiSwinUNETR`` with the checkpoint's arguments
+    (:func:`zoo.archs.monai_nets.nnunet_architecture`), the pretraining patch (permuted to the plan's axis order),
+    spacing and, where nnU-Net has the scheme, normalisation (:func:`zoo.nnunet.input_contract.match_input`);
+    batch size 2. New ``data_identifier``: run ``nnUNetv2_preprocess`` with these plans."""
+    from ..archs.monai_nets import nnunet_architecture
+    from .input_contract import _suffix, match_input
+
+    new = load_plans(plans)
+    resolved = resolve_configuration(new, configuration)
+    before = configuration_architecture(new, configuration)["network_class_name"]
+    patch_before = resolved.get("patch_size")
+    src = entry.input.axis_order
+    tgt = target_axis_order or plan_axis_order(new, 3)
+    if sorted(src) != sorted(tgt) or entry.input.patch_size is None or entry.input.spacing_mm is None:
+        raise PlanError(f"{entry.name!r}: its input contract (axes {src!r}, patch {entry.input.patch_size}, spacing "
+                        f"{entry.input.spacing_mm}) cannot be written into a 3D plan with axes {tgt!r}")
+    conf = new["configurations"][configuration]
+    for key in LEGACY_KEYS:
+        conf.pop(key, None)
+    conf["architecture"] = nnunet_architecture(entry.architecture, entry.build_kwargs())
+    conf["patch_size"] = [int(entry.input.patch_size[src.index(letter)]) for letter in tgt]
+    conf["batch_size"] = 2
+    if entry.input.normalization is not None:
+        record = match_input(entry, new, configuration, spacing=True)
+    else:  # no nnU-Net scheme reproduces the checkpoint's normalisation: spacing only, said so
+        if "data_identifier" not in conf:
+            conf["data_identifier"] = resolved.get("data_identifier")
+        spacing = [float(entry.input.spacing_mm[src.index(letter)]) for letter in tgt]
+        record = {"model": entry.name, "configuration": configuration, "checkpoint_normalization": None,
+                  "changed": [{"key": f"configurations.{configuration}.spacing", "before": resolved.get("spacing"),
+                               "after": spacing}],
+                  "note": (f"no nnU-Net normalisation scheme reproduces {entry.name}'s ({entry.input.intensity}); "
+                           "the plan's normalisation is kept: expect a domain shift at the start of fine-tuning")}
+        conf["spacing"] = spacing
+        _suffix(conf)
+        record["data_identifier"] = conf["data_identifier"]
+        record["preprocess"] = "the preprocessed data change: run nnUNetv2_preprocess with these plans"
+    new["medzoo_input"] = record
+    if plans_name is None and output is not None:
+        plans_name = Path(output).stem
+    if plans_name:
+        new["plans_name"] = plans_name
+    new["medzoo_pretrained"] = {
+        "model": entry.name, "configuration": configuration, "checkpoint_axis_order": src, "plan_axis_order": tgt,
+        "patch_size_before": patch_before,
+        "note": ("architecture replaced by the checkpoint's MONAI network, patch, spacing and (where nnU-Net has the "
+                 "scheme) normalisation by its pretraining input; train with -pretrained_weights holding "
+                 "{'network_weights': zoo.load(NAME, num_classes=n).state_dict()}")}
+    new["medzoo_architecture"] = {
+        "configuration": configuration, "network_class_name": conf["architecture"]["network_class_name"],
+        "network_class_name_before": before,
+        "note": ("MONAI's network (needs medzoo and MONAI installed where nnU-Net runs: pip install "
+                 "\"medzoo[monai]\"); run nnUNetv2_preprocess with these plans, then nnUNetv2_train with the stock "
+                 "nnUNetTrainer")}
+    _write(new, output)
+    return copy.deepcopy(new)
+
+
+def _apply_adaptation_plan(model: Any, plans: Any, configuration: str, source: Any, *,
+                           output: str | os.PathLike | None, plans_name: str | None) -> dict:
+    """``configuration`` rewritten to an nnssl adaptation plan's fine-tuning recipe (``rewrite_plan``'s
+    ``adaptation_plan``), checked against ``model``'s registry entry when one is given."""
+    from .adaptation_plan import apply_adaptation_plan, check_against_entry, read_adaptation_plan, \
+        registry_adaptation_plan
+
+    entry = None
+    if model is not None:
+        from ..weights import resolve_entry
+
+        entry, _ = resolve_entry(model)
+    if source is True:
+        if entry is None:
+            raise PlanError("adaptation_plan=True uses the registry's record of a model's adaptation plan: give the "
+                            "model, or the adaptation_plan.json / checkpoint_final.pth file")
+        recipe = registry_adaptation_plan(entry.name)
+    else:
+        recipe = read_adaptation_plan(source)
+    if entry is not None:
+        check_against_entry(recipe, entry)
+    new = load_plans(plans)
+    resolve_configuration(new, configuration)
+    new["medzoo_adaptation_plan"] = apply_adaptation_plan(new, recipe, configuration)
+    if entry is not None:
+        new["medzoo_pretrained"] = {
+            "model": entry.name, "configuration": configuration,
+            "note": "network, spacing, normalisation and patch from the checkpoint's nnssl adaptation plan; train "
+                    "with -pretrained_weights from `zoo export-nnunet` on these plans"}
+    if plans_name or output is not None:
+        new["plans_name"] = plans_name or Path(output).stem
     arch_for_configuration(new, configuration, in_channels=1, num_classes=2)  # validate what we would write
     _write(new, output)
     return copy.deepcopy(new)
@@ -195,7 +356,7 @@ def _set_architecture(plans: dict, configuration: str, target_arch: str, kwargs:
     conf["architecture"] = {
         "network_class_name": DNA_CLASSES[target_arch],
         "arch_kwargs": kwargs,
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+        "_kw_requires_import": [k for k in ("conv_op", "norm_op", "dropout_op", "nonlin") if k in kwargs],
     }
     if plans_name is None and output is not None:
         plans_name = Path(output).stem
@@ -220,6 +381,12 @@ def _architecture_note(configuration: str, target_arch: str, before: str | None)
             "UNet++ (zoo.archs.nested_unet.NestedUNet, needs medzoo installed where nnU-Net runs); preprocessed data "
             "unchanged. Train with -tr nnUNetTrainerUNetPlusPlus (export nnUNet_extTrainer=$(python -c \"import "
             "zoo.nnunet.trainers as t; print(t.EXT_DIR)\")) for UNet++ deep supervision, or the stock nnUNetTrainer")
+    if target_arch == "stunet":
+        note["note"] = (
+            "STU-Net (zoo.archs.stunet.STUNet, needs medzoo installed where nnU-Net runs) with the checkpoint's "
+            "published topology, patch 128^3, 1.5 mm and per-image z-score: run nnUNetv2_preprocess with these plans, "
+            "then nnUNetv2_train with the stock nnUNetTrainer (or nnUNetTrainerFinetune) and -pretrained_weights from "
+            "`zoo export-nnunet`")
     return note
 
 

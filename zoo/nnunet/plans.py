@@ -277,7 +277,8 @@ def arch_name(network_class_name: str, configuration: str | None = None) -> str:
     if short not in _CLASS_TO_ARCH:
         raise PlanError(
             f"{_where(configuration, 'architecture.network_class_name')} = {network_class_name!r}: medzoo adapts "
-            "weights into PlainConvUNet and ResidualEncoderUNet plans (and medzoo's NestedUNet, UNet++) only",
+            "weights into PlainConvUNet and ResidualEncoderUNet plans (and medzoo's NestedUNet, UNet++, and STUNet) "
+            "only",
             key=_where(configuration, 'architecture.network_class_name'),
         )
     return _CLASS_TO_ARCH[short]
@@ -365,11 +366,12 @@ def check_arch_kwargs(arch: str, kwargs: Mapping[str, Any], configuration: str |
         _axis_list(k, dims, f"{w('kernel_sizes')}[{i}]", odd=True)
     strides = [_axis_list(s, dims, f"{w('strides')}[{i}]", odd=False)
                for i, s in enumerate(_per_stage(kwargs["strides"], n, w("strides")))]
-    enc_key = "n_blocks_per_stage" if arch == "residual_encoder_unet" else "n_conv_per_stage"
+    enc_key = "n_blocks_per_stage" if arch in ("residual_encoder_unet", "stunet") else "n_conv_per_stage"
     for i, c in enumerate(_per_stage(kwargs[enc_key], n, w(enc_key))):
         _check_int(c, f"{w(enc_key)}[{i}]")
-    for i, c in enumerate(_per_stage(kwargs["n_conv_per_stage_decoder"], n - 1, w("n_conv_per_stage_decoder"))):
-        _check_int(c, f"{w('n_conv_per_stage_decoder')}[{i}]")
+    if "n_conv_per_stage_decoder" in _REQUIRED_KWARGS[arch]:  # STU-Net's decoder mirrors its encoder
+        for i, c in enumerate(_per_stage(kwargs["n_conv_per_stage_decoder"], n - 1, w("n_conv_per_stage_decoder"))):
+            _check_int(c, f"{w('n_conv_per_stage_decoder')}[{i}]")
     if "conv_bias" in kwargs and not isinstance(kwargs["conv_bias"], bool):
         raise PlanError(f"{w('conv_bias')} must be true or false, got {kwargs['conv_bias']!r}", key=w('conv_bias'))
     if "nonlin_first" in kwargs and not isinstance(kwargs["nonlin_first"], bool):
