@@ -17,6 +17,11 @@ initialised from the checkpoint:
 The goal: on every plan, every target tensor whose stage has a counterpart in the checkpoint is initialised
 from it (only stages the checkpoint lacks and the segmentation heads start random): column ``goal``.
 
+Then one column per model family of the registry (:data:`FAMILY_COLUMNS`: Genesis, VoCo, OpenMind, STU-Net, SuPreM's
+SegResNet), each on the same ten tasks, through the route the family offers (the task's PlainConvUNet plan, its
+ResEnc L plan, or the plan rewritten by ``zoo plan --arch``), from random weights in the entry's layout
+(``--no-families`` skips it).
+
 Then the adaptation of the 30.8M-parameter model into the 4-channel BrainTumour plan, in a fresh process
 (from the converted cache: read weights, build the target, adapt, initialise what is left): time (median of
 three fresh processes) and peak memory above the process's baseline, against < 0.5 s and < 2.5x the model's

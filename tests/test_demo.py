@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,6 +36,7 @@ def test_demo_runs_offline_and_nnunet_accepts_its_weights(tmp_path, monkeypatch)
     assert 0.0 < result.share_initialised < 1.0       # the plan is deeper than the checkpoint
     assert result.mse_restored < result.mse_damaged
     assert (tmp_path / "out" / "restoration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(result.transfer_report_png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "out" / "transfer_report.json").read_text())
     assert report["totals"]["share_used"] == pytest.approx(result.share_used)
     assert report["unused"] and all(u["head"] for u in report["unused"])

@@ -2,7 +2,8 @@
 
 1. load ``genesis-ct-demo`` (weights in ``zoo/assets/genesis-ct-demo``, sha256-verified);
 2. adapt it to a bundled 4-channel brain-MRI nnU-Net plan (``zoo/assets/demo/nnUNetPlans.json``) and write the
-   file ``nnUNetv2_train ... -pretrained_weights`` accepts, with the per-tensor transfer report;
+   file ``nnUNetv2_train ... -pretrained_weights`` accepts, with the per-tensor transfer report (JSON, text and
+   a PNG of the network's stages coloured by what happened to their tensors);
 3. damage a cube of a real chest CT shipped with the package (pyradiomics ``lung2``, never seen in training)
    with the Models Genesis transforms, restore it with the network and save original | damaged | restored
    as a PNG.
@@ -38,6 +39,7 @@ class DemoResult:
     out_dir: str
     pretrained_weights: str
     transfer_report: str
+    transfer_report_png: str
     restoration_png: str
     share_initialised: float
     share_used: float
@@ -89,7 +91,7 @@ def run_demo(out_dir: str | os.PathLike = "medzoo-demo", *, seed: int = 0, progr
     from .io import read_volume
     from .io.model_input import model_input, resolve_data_config
     from .nnunet.export import export_nnunet
-    from .viz import save_panels
+    from .viz import save_panels, save_transfer_png
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -114,7 +116,8 @@ def run_demo(out_dir: str | os.PathLike = "medzoo-demo", *, seed: int = 0, progr
         f"parameters initialised from the checkpoint, {report.share_used:.1%} of the checkpoint used "
         f"(tensors per action: {', '.join(f'{k} {v}' for k, v in counts.items())})")
     log(f"   wrote {weights} ({exported.keys} keys) for nnUNetv2_train -pretrained_weights")
-    log(f"   per-tensor report: {report_path} and {out / 'transfer_report.txt'}")
+    report_png = save_transfer_png(report, out / "transfer_report.png", overwrite=True)  # the folder is guarded
+    log(f"   per-tensor report: {report_path}, {out / 'transfer_report.txt'} and the picture {report_png}")
 
     # the entry's data config: its spacing, axis order and patch; the Genesis transforms need [0, 1], so the
     # clean cube is cut with the genesis_ct scale and the damaged one re-normalised with the model's own scheme
@@ -132,7 +135,7 @@ def run_demo(out_dir: str | os.PathLike = "medzoo-demo", *, seed: int = 0, progr
 
     result = DemoResult(
         out_dir=str(out), pretrained_weights=str(weights), transfer_report=str(report_path),
-        restoration_png=str(png), share_initialised=float(report.share_initialised),
+        transfer_report_png=str(report_png), restoration_png=str(png), share_initialised=float(report.share_initialised),
         share_used=float(report.share_used), tensors_copied=int(counts.get("copy", 0)),
         tensors_adapted=int(sum(v for k, v in counts.items() if k not in ("copy", "new", "skip"))),
         tensors_fresh=int(counts.get("new", 0) + counts.get("skip", 0)),
