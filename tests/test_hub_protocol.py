@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import socket
 import time
 import traceback
 from pathlib import Path
@@ -28,7 +27,7 @@ from zoo.hub.download import FetchedFile, fetch_checkpoint
 from zoo.hub.paths import hf_cache_dir
 from zoo.registry import CheckpointSource
 
-from hub_server import HubServer, closed_port, git_blob_id, sha256_hex
+from hub_server import HubServer, closed_port, git_blob_id, sha256_hex, use_local_hub
 from upstream import nnunet_v1_lung_state_dict
 
 pytestmark = pytest.mark.filterwarnings("ignore::zoo.LicenseWarning")
@@ -43,45 +42,13 @@ def _content(seed: int, size: int = SIZE) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Refuse name look-ups and connections to anything but 127.0.0.1 for the rest of the test."""
-    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
-
-    def getaddrinfo(host, *args, **kwargs):
-        if host not in ("127.0.0.1", b"127.0.0.1"):
-            raise OSError(f"test network is loopback-only: refused to resolve {host!r}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    def connect(sock, address):
-        if isinstance(address, tuple) and address[0] != "127.0.0.1":
-            raise OSError(f"test network is loopback-only: refused to connect to {address!r}")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket.socket, "connect", connect)
-
-
-def _use_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
-    """Point huggingface_hub at ``endpoint`` and let it use the network, for this test only."""
-    from huggingface_hub import constants
-
-    assert endpoint.startswith("http://127.0.0.1:")
-    _loopback_only(monkeypatch)
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)  # never send a token of this machine
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-
-
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     """A running local Hub that the huggingface_hub client talks to during this test."""
     import huggingface_hub
 
     server = HubServer().start()
-    _use_endpoint(monkeypatch, server.endpoint)
+    use_local_hub(monkeypatch, server.endpoint)
     try:
         yield server
     finally:
@@ -94,7 +61,7 @@ def refused(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An endpoint on 127.0.0.1 that refuses connections, with the client pointed at it."""
     sock = closed_port()
     endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    _use_endpoint(monkeypatch, endpoint)
+    use_local_hub(monkeypatch, endpoint)
     try:
         yield endpoint
     finally:
