@@ -192,7 +192,9 @@ def compare_input(entry: ModelEntry | str, plans: Any, configuration: str = "3d_
         checkpoint_spacing=ck_spacing, plan_spacing=plan_spacing, spacing_differs=spacing_differs)
 
 
-def _suffix(conf: dict) -> None:
+def suffix_data_identifier(conf: dict) -> None:
+    """Mark a configuration whose preprocessing medzoo changed: ``data_identifier`` gets ``DATA_SUFFIX`` (once), so
+    nnU-Net preprocesses into a new folder instead of reusing data prepared the old way."""
     ident = conf.get("data_identifier")
     if isinstance(ident, str) and not ident.endswith(DATA_SUFFIX):
         conf["data_identifier"] = ident + DATA_SUFFIX
@@ -255,7 +257,7 @@ def match_input(entry: ModelEntry, plans: dict, configuration: str = "3d_fullres
         if "data_identifier" not in conf:
             conf["data_identifier"] = resolved.get("data_identifier")
         for c in targets:
-            _suffix(c)
+            suffix_data_identifier(c)
         record["data_identifier"] = conf["data_identifier"]
         record["preprocess"] = "the preprocessed data change: run nnUNetv2_preprocess with these plans"
     return record

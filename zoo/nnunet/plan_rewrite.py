@@ -241,7 +241,7 @@ def _monai_plan(entry: Any, plans: Any, configuration: str, *, output: str | os.
     spacing and, where nnU-Net has the scheme, normalisation (:func:`zoo.nnunet.input_contract.match_input`);
     batch size 2. New ``data_identifier``: run ``nnUNetv2_preprocess`` with these plans."""
     from ..archs.monai_nets import nnunet_architecture
-    from .input_contract import _suffix, match_input
+    from .input_contract import match_input, suffix_data_identifier
 
     new = load_plans(plans)
     resolved = resolve_configuration(new, configuration)
@@ -270,7 +270,7 @@ def _monai_plan(entry: Any, plans: Any, configuration: str, *, output: str | os.
                   "note": (f"no nnU-Net normalisation scheme reproduces {entry.name}'s ({entry.input.intensity}); "
                            "the plan's normalisation is kept: expect a domain shift at the start of fine-tuning")}
         conf["spacing"] = spacing
-        _suffix(conf)
+        suffix_data_identifier(conf)
         record["data_identifier"] = conf["data_identifier"]
         record["preprocess"] = "the preprocessed data change: run nnUNetv2_preprocess with these plans"
     new["medzoo_input"] = record
