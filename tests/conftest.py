@@ -34,3 +34,20 @@ def _seeded_global_rng():
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A running local Hub (``tests/hub_server.py`` on 127.0.0.1, a port the OS picks) that the huggingface_hub
+    client talks to during this test; every other host is refused meanwhile."""
+    import huggingface_hub
+
+    from hub_server import HubServer, use_local_hub
+
+    server = HubServer().start()
+    use_local_hub(monkeypatch, server.endpoint)
+    try:
+        yield server
+    finally:
+        huggingface_hub.close_session()  # drop keep-alive connections to this server
+        server.stop()

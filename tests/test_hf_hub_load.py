@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -21,26 +20,12 @@ from zoo.errors import ChecksumError, CheckpointFormatError, UnknownModelError, 
 from zoo.hub.repo import HubRepoError
 from zoo.hub.integrity import sha256_file
 
-from hub_server import HubServer, use_local_hub
+from hub_server import HubServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::zoo.LicenseWarning")
 
 REPO = "medzoo-test/tiny-unet"
 FILES = ("README.md", "config.json", "model.safetensors")
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """A running local Hub that the huggingface_hub client talks to during this test."""
-    import huggingface_hub
-
-    server = HubServer().start()
-    use_local_hub(monkeypatch, server.endpoint)
-    try:
-        yield server
-    finally:
-        huggingface_hub.close_session()
-        server.stop()
 
 
 def tiny_entry(name: str = "tiny-unet-mit") -> registry.ModelEntry:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -25,27 +24,13 @@ from zoo.hub.integrity import sha256_file
 from zoo.publish import publish
 from zoo.registry import CheckpointSource
 
-from hub_server import CommitApi, HubServer, use_local_hub
+from hub_server import CommitApi
 from test_save import outputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::zoo.LicenseWarning")
 
 DEMO = "genesis-ct-demo"
 REPO = f"medzoo-test/{DEMO}"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """A running local Hub that the huggingface_hub client talks to during this test."""
-    import huggingface_hub
-
-    server = HubServer().start()
-    use_local_hub(monkeypatch, server.endpoint)
-    try:
-        yield server
-    finally:
-        huggingface_hub.close_session()
-        server.stop()
 
 
 def no_pickle_code(monkeypatch: pytest.MonkeyPatch) -> list[str]:

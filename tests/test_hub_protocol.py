@@ -43,20 +43,6 @@ def _content(seed: int, size: int = SIZE) -> bytes:
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """A running local Hub that the huggingface_hub client talks to during this test."""
-    import huggingface_hub
-
-    server = HubServer().start()
-    use_local_hub(monkeypatch, server.endpoint)
-    try:
-        yield server
-    finally:
-        huggingface_hub.close_session()  # drop keep-alive connections to this server
-        server.stop()
-
-
-@pytest.fixture
 def refused(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An endpoint on 127.0.0.1 that refuses connections, with the client pointed at it."""
     sock = closed_port()
