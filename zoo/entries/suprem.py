@@ -92,11 +92,12 @@ _SUPREM_PRETRAINING = Pretraining(
     recipe="",
 )
 
-_UNCONFIRMED = (
-    " Not confirmed from the file itself (it cannot be downloaded where medzoo was written): the class count of the "
-    "pretraining head (25 by the README's command; the head is dropped either way), the revision and sha256 "
-    "(None: verified against the Hub's LFS hash on download)."
-)
+def _unconfirmed(head: bool) -> str:
+    """What could not be confirmed from the file itself (it cannot be downloaded where medzoo was written)."""
+    head_count = ("the class count of the pretraining head (25 by the README's command; the head is dropped either "
+                  "way), ") if head else ""
+    return (f" Not confirmed from the file itself (it cannot be downloaded where medzoo was written): {head_count}the "
+            "revision and sha256 (None: verified against the Hub's LFS hash on download).")
 
 SUPREM_SEGRESNET = ModelEntry(
     name="suprem-segresnet",
@@ -106,7 +107,7 @@ SUPREM_SEGRESNET = ModelEntry(
         "SuPreM SegResNet: MONAI's SegResNet(blocks_down=[1,2,2,4], blocks_up=[1,1,1], init_filters=16; 4.70M "
         "parameters) trained with full supervision on 25 abdominal organs of 2,100 CT scans (AbdomenAtlas 1.1). "
         "Backbone only: the pretraining head conv_final.2 is dropped, as SuPreM's fine-tuning code does."
-        + _UNCONFIRMED
+        + _unconfirmed(head=True)
     ),
     source=CheckpointSource(
         repo_id="MrGiovanni/SuPreM",
@@ -141,8 +142,7 @@ SUPREM_SWINUNETR = ModelEntry(
         "on 25 abdominal organs of 2,100 CT scans (AbdomenAtlas 1.1), as the backbone of SuPreM's universal model. "
         "SuPreM's copy of the class merges patches in its own neighbour order (downsample='merging-suprem'), which "
         "MONAI 1.6's 'merging' does not reproduce. Backbone only: SuPreM's copy has no 'out' head."
-        + _UNCONFIRMED.replace("the class count of the pretraining head (25 by the README's command; the head is "
-                               "dropped either way), ", "")
+        + _unconfirmed(head=False)
     ),
     source=CheckpointSource(
         repo_id="MrGiovanni/SuPreM",

@@ -72,6 +72,23 @@ VOCO_LICENSE = License(
 #: the MONAI preprocessing of the VoCo pretraining (VoComni/utils/data_utils.py, Omni-supervised/voco_train.py)
 VOCO_NORMALIZATION = Normalization(scheme="ct_clip_scale", mean=-175.0, std=425.0, clip=(-175.0, 250.0))
 
+
+
+def _hub_file(filename: str) -> CheckpointSource:
+    """``filename`` in ``Luffy503/VoCo`` (no revision or sha256 recorded: the Hub's LFS hash verifies it)."""
+    return CheckpointSource(repo_id=VOCO_REPO, filename=filename, format="voco",
+                            revision_note="not yet pinned: 'main' is used and the file is verified against the Hub's "
+                                          "LFS hash")
+
+
+def _ct_input(patch: int) -> InputContract:
+    """VoCo's input (MONAI pipeline): one CT channel, RAS, 1.5 mm, HU [-175, 250] -> [0, 1], a ``patch``^3 crop."""
+    return InputContract(in_channels=1, modality="CT", axis_order="xyz",
+                         intensity="orientation RAS; clip HU to [-175, 250], scale to [0, 1]",
+                         patch_size=(patch, patch, patch), spacing_mm=(1.5, 1.5, 1.5), channel_names=("CT",),
+                         divisible_by=32, normalization=VOCO_NORMALIZATION)
+
+
 #: ``get_Plain_nnUNet`` of Omni-supervised/models/PlainConvUNet_load.py, as nnU-Net v2 plan ``arch_kwargs``
 VOCO_NNUNET_ARCH_KWARGS = unet_arch_kwargs(
     [32, 64, 128, 256, 320, 320], [[1, 1, 1]] + [[2, 2, 2]] * 5,
@@ -95,24 +112,9 @@ VOCO_OMNI_NNUNET = ModelEntry(
         "scans plus segmentation of the 20 pseudo-labelled organ and tumour classes of VoComni. Transfers "
         "into any nnU-Net plan with zoo.adapt / zoo export-nnunet."
     ),
-    source=CheckpointSource(
-        repo_id=VOCO_REPO,
-        filename="VoComni_nnunet.pt",
-        format="voco",
-        revision_note="not yet pinned: 'main' is used and the file is verified against the Hub's LFS hash",
-    ),
+    source=_hub_file("VoComni_nnunet.pt"),
     license=VOCO_LICENSE,
-    input=InputContract(
-        in_channels=1,
-        modality="CT",
-        axis_order="xyz",
-        intensity="orientation RAS; clip HU to [-175, 250], scale to [0, 1]",
-        patch_size=(96, 96, 96),
-        spacing_mm=(1.5, 1.5, 1.5),
-        channel_names=("CT",),
-        divisible_by=32,
-        normalization=VOCO_NORMALIZATION,
-    ),
+    input=_ct_input(patch=96),
     pretraining=Pretraining(
         data=(
             "PreCT-160K (about 160K public CT volumes) for the self-supervised part and VoComni (20K CT volumes "
@@ -154,24 +156,9 @@ VOCO_B_SSL = ModelEntry(
         "(encoder1-4, encoder10) of the authors' VoCoHead; the decoder and the head are not part of the weights "
         "and start from MONAI's initialisation."
     ),
-    source=CheckpointSource(
-        repo_id=VOCO_REPO,
-        filename="VoCo_B_SSL_head.pt",
-        format="voco",
-        revision_note="not yet pinned: 'main' is used and the file is verified against the Hub's LFS hash",
-    ),
+    source=_hub_file("VoCo_B_SSL_head.pt"),
     license=VOCO_LICENSE,
-    input=InputContract(
-        in_channels=1,
-        modality="CT",
-        axis_order="xyz",
-        intensity="orientation RAS; clip HU to [-175, 250], scale to [0, 1]",
-        patch_size=(64, 64, 64),
-        spacing_mm=(1.5, 1.5, 1.5),
-        channel_names=("CT",),
-        divisible_by=32,
-        normalization=VOCO_NORMALIZATION,
-    ),
+    input=_ct_input(patch=64),
     pretraining=Pretraining(
         data="PreCT-160K: about 160K public CT volumes",
         method=(
